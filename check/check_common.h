@@ -1,0 +1,105 @@
+/*
+ * check_common.h - helpers shared by the Check suites: forking children
+ * that are always reaped, asserting how they ended, bounded waits.
+ */
+#ifndef MPROC_CHECK_COMMON_H
+#define MPROC_CHECK_COMMON_H
+
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mproc.h"
+
+/* Per-TCase timeout in seconds (raised under sanitizers by the env). */
+#define CHECK_TIMEOUT 60
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+static inline long long check_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * check_wait_child reaps pid within timeout_ms (SIGKILLs it after that)
+ * and returns its wait status.
+ */
+static inline int check_wait_child(pid_t pid, int timeout_ms)
+{
+	long long end = check_now_ms() + timeout_ms;
+	int st = 0;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return st;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (check_now_ms() > end) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+				;
+			return -2;
+		}
+		usleep(1000);
+	}
+}
+
+/* Reap pid and assert it exited with code 0. */
+#define check_reap_ok(pid, timeout_ms)                                        \
+	do {                                                                  \
+		int st_ = check_wait_child((pid), (timeout_ms));              \
+		ck_assert_msg(st_ >= 0, "child %d did not end in time",      \
+		              (int)(pid));                                    \
+		ck_assert_msg(WIFEXITED(st_) && WEXITSTATUS(st_) == 0,        \
+		              "child %d ended badly: status 0x%x", (int)(pid), \
+		              st_);                                           \
+	} while (0)
+
+/* In a child: fail with a message and exit code 1. */
+#define child_fail(...)                                                       \
+	do {                                                                  \
+		fprintf(stderr, "child %d: ", (int)getpid());                 \
+		fprintf(stderr, __VA_ARGS__);                                 \
+		fprintf(stderr, " (%s:%d)\n", __FILE__, __LINE__);            \
+		_exit(1);                                                     \
+	} while (0)
+
+#define child_assert(cond)                                                    \
+	do {                                                                  \
+		if (!(cond))                                                  \
+			child_fail("assertion failed: %s", #cond);            \
+	} while (0)
+
+/* Seconds for stress tests: MPROC_STRESS_SECONDS, default 5. */
+static inline int check_stress_seconds(void)
+{
+	const char *s = getenv("MPROC_STRESS_SECONDS");
+	int n = s ? atoi(s) : 5;
+
+	return n > 0 ? n : 5;
+}
+
+/* Run one suite; exit status for automake. */
+static inline int check_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+#endif /* MPROC_CHECK_COMMON_H */

@@ -1,0 +1,430 @@
+/*
+ * mproc.h - messaging between a parent process and the workers it forks.
+ *
+ * One API (mproc_send, mproc_recv, mproc_close) over several transports:
+ *
+ *   pipe   1:1 duplex channel, mproc_pipe_open() before fork()
+ *   queue  1:M, M:1, M:M joinable queue in a MAP_SHARED mapping,
+ *          mproc_queue_open() before fork()
+ *   pool   a parent and W forked workers: DO tasks, FINISHED results,
+ *          DIE poison pills (mproc_pool_start)
+ *
+ * General rules, stated once:
+ *
+ * - Errors: every function that can fail returns 0 (or a count) on success
+ *   and a negative errno value on failure. mproc_strerror() names it. A call
+ *   that fails changes nothing: the queue and every message in it stay as
+ *   they were.
+ * - Timeouts are in milliseconds: MPROC_NOWAIT (0) never blocks,
+ *   MPROC_FOREVER (-1) blocks without limit; any other negative value is
+ *   -EINVAL. Waits use CLOCK_MONOTONIC; a signal (EINTR) neither ends a wait
+ *   early nor restarts its clock. mproc installs no signal handler and starts
+ *   no thread.
+ * - fork(): open a pipe or a queue before fork(). The child uses the
+ *   inherited handle as it is; there is nothing to call after fork(). Every
+ *   process calls mproc_close() on its own copy when it is done with it; the
+ *   memory or descriptors go when the last copy is closed. A process that
+ *   exits without closing leaks nothing beyond its own lifetime. Every
+ *   descriptor mproc creates is close-on-exec.
+ * - Threads: a handle may be shared by the threads of one process, except
+ *   that mproc_close() must not race other calls on the same handle.
+ * - Crashes: a process using a queue may be killed (SIGKILL) at any
+ *   instruction; the others never hang, never see a torn message, and every
+ *   message whose send returned 0 is delivered at least once.
+ * - mproc_close() may be called once per handle (per process); the handle is
+ *   freed by it. Calls on a closed handle are undefined, like free().
+ * - Nothing here is async-signal-safe.
+ * - Ownership: "copies" means mproc keeps its own copy and the caller's
+ *   memory is not referenced after the call; "borrows" means the pointer is
+ *   used only during the call.
+ */
+#ifndef MPROC_H
+#define MPROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MPROC_VERSION_MAJOR 0
+#define MPROC_VERSION_MINOR 1
+#define MPROC_VERSION_PATCH 0
+
+/* Request codes. Applications use their own codes from MPROC_USER up. */
+#define MPROC_DO       1
+#define MPROC_FINISHED 2
+#define MPROC_DIE      3
+#define MPROC_USER     1024
+
+/* Recipient meaning "whoever takes it". */
+#define MPROC_ANYONE 0
+
+/* Timeouts in milliseconds. */
+#define MPROC_NOWAIT  0
+#define MPROC_FOREVER (-1)
+
+/* Largest payload a pipe carries (a frame announcing more is -EPROTO). */
+#define MPROC_PIPE_MAX_PAYLOAD (16u << 20)
+
+/* Queue defaults and limits. */
+#define MPROC_QUEUE_DEFAULT_CAPACITY (1u << 20)
+#define MPROC_QUEUE_DEFAULT_MAX_PAYLOAD (64u << 10)
+#define MPROC_QUEUE_MAX_CAPACITY (1u << 30)
+
+/* Queue flags (mproc_queue_opts.flags). */
+#define MPROC_QUEUE_MANUAL_DONE (1u << 0) /* takers call mproc_task_done */
+
+/*
+ * mproc_msg is a message: four fields and a payload.
+ *
+ * On send: request, recipient, data and size are read; sender 0 means
+ * getpid(); capacity is ignored.
+ * On receive: the caller sets data and capacity (its buffer; data may be
+ * NULL when capacity is 0); mproc_recv fills request, sender, recipient and
+ * size and copies the payload into data.
+ */
+typedef struct mproc_msg {
+	int32_t request;   /* MPROC_DO, MPROC_FINISHED, MPROC_DIE or >= MPROC_USER */
+	pid_t sender;      /* sending process; 0 on send means getpid() */
+	pid_t recipient;   /* addressee, or MPROC_ANYONE (0) */
+	uint32_t size;     /* payload length in bytes */
+	void *data;        /* payload */
+	uint32_t capacity; /* on receive: bytes available at data */
+} mproc_msg;
+
+/* An open pipe end or queue handle. Opaque. */
+typedef struct mproc_conn mproc_conn;
+
+/*
+ * mproc_match_fn decides whether a message is for the caller: it returns
+ * nonzero to take it, 0 to leave it for someone else. It borrows m (and
+ * m->data, m->size bytes of payload) for the duration of the call only.
+ * On a queue it runs while the queue is locked: it must be short, must not
+ * block, and must not call mproc on the same queue (such a call returns
+ * -EDEADLK).
+ */
+typedef int (*mproc_match_fn)(const mproc_msg *m, void *arg);
+
+/*
+ * mproc_queue_opts configures mproc_queue_open. Zeroed fields mean the
+ * defaults.
+ */
+typedef struct mproc_queue_opts {
+	size_t capacity;       /* bytes of ring; default 1 MiB, at most 1 GiB */
+	uint32_t max_messages; /* most messages queued at once; 0 = bytes only */
+	uint32_t max_payload;  /* largest payload; default 64 KiB */
+	uint32_t flags;        /* MPROC_QUEUE_MANUAL_DONE */
+} mproc_queue_opts;
+
+/* mproc_stats is filled by mproc_queue_stats. */
+typedef struct mproc_stats {
+	uint64_t queued;     /* messages waiting */
+	uint64_t bytes;      /* ring bytes in use (records, headers included) */
+	uint64_t unfinished; /* the join count */
+	uint64_t sent;       /* messages ever put */
+	uint64_t received;   /* messages ever taken */
+	uint64_t recoveries; /* times the lock was recovered from a dead owner */
+	uint64_t orphans;    /* queued messages addressed to dead processes */
+	uint64_t purged;     /* orphans dropped by mproc_queue_purge */
+	uint64_t capacity;   /* ring size in bytes */
+	uint64_t max_payload;
+} mproc_stats;
+
+/*
+ * mproc_pipe_open creates a 1:1 duplex channel; call it before fork().
+ * The parent keeps *parent_end and closes *child_end; the child does the
+ * opposite. Both ends may send and receive. Payloads up to
+ * MPROC_PIPE_MAX_PAYLOAD bytes. Never blocks.
+ * Returns 0, -EINVAL (NULL argument), -EMFILE/-ENFILE or -ENOMEM.
+ * Ownership: the caller owns both handles and closes each with mproc_close.
+ * Fork: the descriptors are inherited; they are close-on-exec.
+ */
+int mproc_pipe_open(mproc_conn **parent_end, mproc_conn **child_end);
+
+/*
+ * mproc_queue_open creates a joinable queue in an anonymous MAP_SHARED
+ * mapping; call it before fork(). opts may be NULL for the defaults.
+ * Options that cannot work (capacity too small for one message of
+ * max_payload bytes, capacity over MPROC_QUEUE_MAX_CAPACITY, unknown flags)
+ * give -EINVAL. Never blocks.
+ * Returns 0, -EINVAL or -ENOMEM.
+ * Ownership: the caller owns *queue; opts is borrowed.
+ * Fork: children use the inherited handle; each process closes its copy.
+ */
+int mproc_queue_open(mproc_conn **queue, const mproc_queue_opts *opts);
+
+/*
+ * mproc_send sends a message with the given request code to recipient
+ * (MPROC_ANYONE or a pid), sender getpid(). Waits for room as long as it
+ * takes (a full queue; a full socket buffer).
+ * Returns 0, -EINVAL, -EMSGSIZE (payload over the transport's limit),
+ * -EPIPE (peer gone), -ESHUTDOWN or -EPROTO.
+ * Ownership: copies data (size bytes).
+ * Concurrency: any threads and processes may send at once.
+ */
+int mproc_send(mproc_conn *c, int32_t request, pid_t recipient,
+               const void *data, size_t size);
+
+/*
+ * mproc_send_msg copies m into c. Blocks while c is full, up to
+ * timeout_ms (MPROC_NOWAIT: never block; MPROC_FOREVER: no limit).
+ * m->sender 0 means getpid(); m->capacity is ignored.
+ * Returns 0, -EAGAIN (full, MPROC_NOWAIT), -ETIMEDOUT, -EINVAL, -EMSGSIZE,
+ * -EPIPE, -ESHUTDOWN or -EPROTO.
+ * On a pipe, a frame that the peer's socket buffer takes only in part
+ * before the timeout is kept in the endpoint and finished by the next call
+ * on it (or by mproc_close); such a send returns 0.
+ * Ownership: m and its payload stay the caller's; c keeps its own copy.
+ * Concurrency: any threads and processes may send at once.
+ * Fork: open c before fork(); parent and children share it.
+ */
+int mproc_send_msg(mproc_conn *c, const mproc_msg *m, int timeout_ms);
+
+/*
+ * mproc_recv takes the oldest message that match accepts (match NULL: the
+ * oldest message) and copies it into m: request, sender, recipient, size
+ * and the payload into m->data (m->capacity bytes available).
+ * Messages match rejects stay where they are, in order, for their owner.
+ * If the payload does not fit, returns -EMSGSIZE with m->size set to the
+ * bytes needed, and the message stays where it was.
+ * Blocks until a message matches, up to timeout_ms. A blocking receive
+ * whose predicate matches nothing sleeps until a new message arrives.
+ * Returns 0, -EAGAIN (nothing, MPROC_NOWAIT), -ETIMEDOUT, -EINVAL,
+ * -EMSGSIZE, -EPIPE (pipe: the peer is gone and everything it sent was
+ * read), -ESHUTDOWN, -EPROTO (corrupt state or framing) or -EDEADLK (called
+ * from inside a predicate on the same queue).
+ * Ownership: borrows m; the payload is copied into the caller's buffer.
+ * On a queue, taking a message finishes its task unless the queue was
+ * opened with MPROC_QUEUE_MANUAL_DONE.
+ */
+int mproc_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
+               int timeout_ms);
+
+/*
+ * mproc_for_me is a ready-made match: the message's recipient is the
+ * calling process (getpid()) or MPROC_ANYONE. arg is ignored.
+ */
+int mproc_for_me(const mproc_msg *m, void *arg);
+
+/*
+ * mproc_close closes this process's copy of c and frees the handle. Never
+ * blocks for long: a pipe end flushes a frame left half-written by a timed
+ * send for at most 1 second. The shared queue lives on while any process
+ * still has it mapped. Returns 0 or -EINVAL (NULL).
+ */
+int mproc_close(mproc_conn *c);
+
+/*
+ * mproc_fd returns a descriptor that poll()/epoll report readable when a
+ * receive on the pipe end c may make progress (a message, or the peer
+ * gone). Messages held back by a rejecting predicate are not visible to
+ * poll: call mproc_recv first until it returns -EAGAIN. The descriptor
+ * stays owned by c. Returns the descriptor, or -EINVAL (NULL) or -ENOTSUP
+ * (a queue, which has no descriptor).
+ */
+int mproc_fd(mproc_conn *c);
+
+/*
+ * mproc_queue_empty returns 1 when no message is queued, 0 when some are,
+ * or a negative errno (-EINVAL, -ENOTSUP for a pipe, -EPROTO). Blocks only
+ * for the queue's lock.
+ */
+int mproc_queue_empty(mproc_conn *q);
+
+/*
+ * mproc_queue_join waits until every message put has been finished (taken,
+ * or marked with mproc_task_done under MPROC_QUEUE_MANUAL_DONE), up to
+ * timeout_ms. Orphans (messages addressed to processes that no longer
+ * exist) are purged while waiting, so a join never waits on a dead
+ * recipient's mail.
+ * Returns 0, -EAGAIN (MPROC_NOWAIT and tasks remain), -ETIMEDOUT,
+ * -ESHUTDOWN, -EINVAL, -ENOTSUP or -EPROTO.
+ */
+int mproc_queue_join(mproc_conn *q, int timeout_ms);
+
+/*
+ * mproc_queue_shutdown marks the queue shut down: every process blocked in
+ * send, receive or join on it wakes at once with -ESHUTDOWN, and every later
+ * send, receive or join returns -ESHUTDOWN. Queued messages stay (stats
+ * still sees them). Returns 0, -EINVAL, -ENOTSUP or -EPROTO.
+ */
+int mproc_queue_shutdown(mproc_conn *q);
+
+/*
+ * mproc_task_done marks one taken task finished; only for queues opened
+ * with MPROC_QUEUE_MANUAL_DONE. Returns 0, -EINVAL (wrong queue kind, or
+ * more task_done calls than tasks taken), -ENOTSUP or -EPROTO.
+ */
+int mproc_task_done(mproc_conn *q);
+
+/*
+ * mproc_queue_stats fills *st with an exact snapshot (taken under the
+ * lock). Returns 0, -EINVAL, -ENOTSUP or -EPROTO. Borrows st.
+ */
+int mproc_queue_stats(mproc_conn *q, mproc_stats *st);
+
+/*
+ * mproc_queue_purge drops the queued messages addressed to processes that
+ * no longer exist (exited, reaped or not, or whose pid now belongs to a
+ * process started after the message was sent); each dropped message
+ * finishes its task. Returns the number dropped, or -EINVAL, -ENOTSUP,
+ * -EPROTO.
+ */
+int mproc_queue_purge(mproc_conn *q);
+
+/*
+ * mproc_strerror names an error returned by mproc (negative errno values;
+ * positive values are accepted too). Returns a static string, never NULL.
+ * Thread-safe.
+ */
+const char *mproc_strerror(int err);
+
+/* mproc_version returns the library version, "0.1.0". Static string. */
+const char *mproc_version(void);
+
+/*
+ * mproc_request_name names a request code for logs: "DO", "FINISHED",
+ * "DIE", "USER" for codes >= MPROC_USER, "UNKNOWN" otherwise. Static
+ * string, never NULL.
+ */
+const char *mproc_request_name(int32_t request);
+
+/* ------------------------------------------------------------------ */
+/* The worker pool                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct mproc_pool mproc_pool;
+
+/*
+ * mproc_task_fn is run by a worker for each DO task. task borrows the
+ * task's payload (task->data, task->size); result->data points at a buffer
+ * of result->capacity bytes (the pool's max_payload) that fn fills, setting
+ * result->size. fn's return value is the task's status (0 usually means
+ * success; it must not be MPROC_TASK_WORKER_DIED). fn may set
+ * result->request to report a code other than MPROC_FINISHED.
+ */
+typedef int (*mproc_task_fn)(const mproc_msg *task, mproc_msg *result,
+                             void *arg);
+
+/* Pool flags (mproc_pool_opts.flags). */
+#define MPROC_POOL_FAIL_ON_DEATH (1u << 0) /* report, do not redeliver */
+
+/* Status of a task whose worker died while running it (and that is not
+ * dispatched again). */
+#define MPROC_TASK_WORKER_DIED INT32_MIN
+
+typedef struct mproc_pool_opts {
+	int workers;            /* 0: the number of online CPUs */
+	size_t queue_capacity;  /* bytes of each queue's ring; 0: 1 MiB */
+	uint32_t max_payload;   /* task and result payload limit; 0: 64 KiB */
+	int max_restarts;       /* replacement workers allowed; 0: 16 * workers;
+	                           negative: none */
+	int max_attempts;       /* dispatches of one task before it is reported
+	                           failed; 0: 3 */
+	uint32_t flags;         /* MPROC_POOL_FAIL_ON_DEATH */
+} mproc_pool_opts;
+
+/* A task's result, filled by mproc_pool_result. */
+typedef struct mproc_result {
+	uint64_t task_id; /* as returned by mproc_pool_submit */
+	pid_t worker;     /* pid of the worker that ran it (or died on it) */
+	int32_t status;   /* fn's return, or MPROC_TASK_WORKER_DIED */
+	int32_t request;  /* MPROC_FINISHED unless fn set another code */
+	uint32_t attempts; /* dispatches it took */
+	uint32_t size;    /* result payload length */
+	void *data;       /* caller's buffer */
+	uint32_t capacity; /* bytes available at data */
+} mproc_result;
+
+/* How a worker ended, filled by mproc_pool_stop. */
+typedef struct mproc_worker_exit {
+	pid_t pid;
+	int status;       /* as from waitpid() */
+	int how;          /* MPROC_EXIT_DIE, _TERM, _KILL, _CRASHED */
+} mproc_worker_exit;
+
+#define MPROC_EXIT_DIE     1 /* took its DIE pill and exited */
+#define MPROC_EXIT_TERM    2 /* ended by SIGTERM from stop */
+#define MPROC_EXIT_KILL    3 /* ended by SIGKILL from stop */
+#define MPROC_EXIT_CRASHED 4 /* died on its own while the pool ran */
+
+typedef struct mproc_pool_counts {
+	uint64_t submitted;
+	uint64_t finished;    /* results with a status from fn */
+	uint64_t failed;      /* results with MPROC_TASK_WORKER_DIED */
+	uint64_t redelivered; /* dispatches after a worker death */
+	uint64_t restarts;    /* replacement workers started */
+	uint64_t pending;     /* submitted, result not yet collected */
+	int workers_alive;
+} mproc_pool_counts;
+
+/*
+ * mproc_pool_start forks the workers, each running fn(task, result, arg)
+ * for every DO task until it takes a DIE pill. opts may be NULL.
+ * Returns 0, -EINVAL (NULL pool or fn, negative workers, bad options),
+ * -ENOMEM or -EAGAIN (fork failed).
+ * Ownership: the caller owns *pool until mproc_pool_stop + mproc_pool_free;
+ * arg is borrowed by the workers (each has its own copy after fork).
+ * Fork: call from the parent; workers must not call pool functions.
+ * The pool reaps only its own workers (waitpid on their pids).
+ */
+int mproc_pool_start(mproc_pool **pool, mproc_task_fn fn, void *arg,
+                     const mproc_pool_opts *opts);
+
+/*
+ * mproc_pool_submit copies a DO task (data, size bytes) into the task queue
+ * and stores its id in *task_id (may be NULL). Waits for room up to
+ * timeout_ms (backpressure). Returns 0, -EAGAIN, -ETIMEDOUT, -EINVAL,
+ * -EMSGSIZE (over max_payload) or -ESHUTDOWN (pool stopped).
+ */
+int mproc_pool_submit(mproc_pool *pool, const void *data, size_t size,
+                      uint64_t *task_id, int timeout_ms);
+
+/*
+ * mproc_pool_result takes the next result, waiting up to timeout_ms, and
+ * copies its payload into r->data (r->capacity bytes). Restarts dead
+ * workers and redelivers (or fails) their tasks while it waits. Returns 0,
+ * -EAGAIN, -ETIMEDOUT, -EMSGSIZE (r->size set, result kept), -EINVAL, or
+ * -ENOENT when no submitted task is still without a collected result.
+ */
+int mproc_pool_result(mproc_pool *pool, mproc_result *r, int timeout_ms);
+
+/*
+ * mproc_pool_join waits until every submitted task has a result ready or
+ * collected, up to timeout_ms. Returns 0, -EAGAIN, -ETIMEDOUT or -EINVAL.
+ */
+int mproc_pool_join(mproc_pool *pool, int timeout_ms);
+
+/*
+ * mproc_pool_stop sends one DIE pill per worker; workers finish the tasks
+ * queued before the pills and exit. After timeout_ms, workers still alive
+ * get SIGTERM, and 1 second later SIGKILL. Every worker is reaped. Results
+ * not yet collected stay collectable. If report is not NULL, up to n
+ * entries are filled with how each worker ended. Calling stop twice
+ * returns 0 and does nothing the second time.
+ * Returns the number of workers reported (>= 0) or -EINVAL.
+ */
+int mproc_pool_stop(mproc_pool *pool, int timeout_ms,
+                    mproc_worker_exit *report, size_t n);
+
+/* mproc_pool_stats fills *st. Returns 0 or -EINVAL. */
+int mproc_pool_stats(mproc_pool *pool, mproc_pool_counts *st);
+
+/* mproc_pool_worker_pids copies up to n live worker pids into pids and
+ * returns how many there are (may be more than n), or -EINVAL. */
+int mproc_pool_worker_pids(mproc_pool *pool, pid_t *pids, size_t n);
+
+/*
+ * mproc_pool_free stops the pool if it is running (as mproc_pool_stop with
+ * a 1 second timeout) and frees it. Returns 0 or -EINVAL.
+ */
+int mproc_pool_free(mproc_pool *pool);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_H */

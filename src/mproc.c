@@ -1,0 +1,180 @@
+/*
+ * mproc.c - public entry points: argument checks, dispatch through the
+ * transport vtable, errors and version.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* One table for every errno mproc returns: value, message. */
+#define MPROC__ERRORS(X)                                                       \
+	X(0, "success")                                                        \
+	X(EAGAIN, "nothing for you right now (would block)")                   \
+	X(ETIMEDOUT, "the wait allowed ran out")                               \
+	X(EMSGSIZE, "message larger than the transport or the buffer accepts") \
+	X(EPIPE, "the other end is gone")                                      \
+	X(EINVAL, "invalid argument")                                          \
+	X(EPROTO, "shared state or framing is not valid mproc data")           \
+	X(ESHUTDOWN, "the queue was shut down")                                \
+	X(EDEADLK, "called back into the queue from its own predicate")        \
+	X(ENOMEM, "out of memory")                                             \
+	X(ENOTSUP, "operation not supported by this transport")                \
+	X(ENOENT, "no such task or result")                                    \
+	X(EMFILE, "too many open files in this process")                       \
+	X(ENFILE, "too many open files in the system")
+
+const char *mproc_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+#define X(code, text)                                                          \
+	if (err == (code))                                                     \
+		return text;
+	MPROC__ERRORS(X)
+#undef X
+	return "unknown error";
+}
+
+const char *mproc_version(void)
+{
+	return "0.1.0";
+}
+
+const char *mproc_request_name(int32_t request)
+{
+	switch (request) {
+	case MPROC_DO:
+		return "DO";
+	case MPROC_FINISHED:
+		return "FINISHED";
+	case MPROC_DIE:
+		return "DIE";
+	default:
+		return request >= MPROC_USER ? "USER" : "UNKNOWN";
+	}
+}
+
+int mproc_for_me(const mproc_msg *m, void *arg)
+{
+	MPROC__UNUSED(arg);
+	if (m == NULL)
+		return 0;
+	return m->recipient == MPROC_ANYONE || m->recipient == mproc__self_pid();
+}
+
+int mproc_pipe_open(mproc_conn **parent_end, mproc_conn **child_end)
+{
+	if (parent_end == NULL || child_end == NULL || parent_end == child_end)
+		return -EINVAL;
+	return mproc__pipe_open(parent_end, child_end);
+}
+
+int mproc_queue_open(mproc_conn **queue, const mproc_queue_opts *opts)
+{
+	if (queue == NULL)
+		return -EINVAL;
+	return mproc__queue_open(queue, opts);
+}
+
+int mproc_send_msg(mproc_conn *c, const mproc_msg *m, int timeout_ms)
+{
+	if (c == NULL || m == NULL || !mproc__timeout_ok(timeout_ms))
+		return -EINVAL;
+	if (m->data == NULL && m->size > 0)
+		return -EINVAL;
+	return c->tr->send(c, m, timeout_ms);
+}
+
+int mproc_send(mproc_conn *c, int32_t request, pid_t recipient,
+               const void *data, size_t size)
+{
+	mproc_msg m;
+
+	if (c == NULL || (data == NULL && size > 0))
+		return -EINVAL;
+	if (size > UINT32_MAX)
+		return -EMSGSIZE;
+	memset(&m, 0, sizeof(m));
+	m.request = request;
+	m.recipient = recipient;
+	m.data = (void *)data;
+	m.size = (uint32_t)size;
+	return c->tr->send(c, &m, MPROC_FOREVER);
+}
+
+int mproc_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
+               int timeout_ms)
+{
+	if (c == NULL || m == NULL || !mproc__timeout_ok(timeout_ms))
+		return -EINVAL;
+	if (m->data == NULL && m->capacity > 0)
+		return -EINVAL;
+	return c->tr->recv(c, m, match, arg, timeout_ms);
+}
+
+int mproc_close(mproc_conn *c)
+{
+	if (c == NULL)
+		return -EINVAL;
+	c->tr->close(c);
+	return 0;
+}
+
+int mproc_fd(mproc_conn *c)
+{
+	if (c == NULL)
+		return -EINVAL;
+	return c->tr->fd(c);
+}
+
+/* Queue-only calls: a pipe handle gives -ENOTSUP. */
+#define MPROC__QUEUE_ONLY(c)                                                   \
+	do {                                                                   \
+		if ((c) == NULL)                                               \
+			return -EINVAL;                                        \
+		if ((c)->tr != &mproc__queue_transport)                        \
+			return -ENOTSUP;                                       \
+	} while (0)
+
+int mproc_queue_empty(mproc_conn *q)
+{
+	MPROC__QUEUE_ONLY(q);
+	return mproc__queue_empty(q);
+}
+
+int mproc_queue_join(mproc_conn *q, int timeout_ms)
+{
+	MPROC__QUEUE_ONLY(q);
+	if (!mproc__timeout_ok(timeout_ms))
+		return -EINVAL;
+	return mproc__queue_join(q, timeout_ms);
+}
+
+int mproc_queue_shutdown(mproc_conn *q)
+{
+	MPROC__QUEUE_ONLY(q);
+	return mproc__queue_shutdown(q);
+}
+
+int mproc_task_done(mproc_conn *q)
+{
+	MPROC__QUEUE_ONLY(q);
+	return mproc__queue_task_done(q);
+}
+
+int mproc_queue_stats(mproc_conn *q, mproc_stats *st)
+{
+	MPROC__QUEUE_ONLY(q);
+	if (st == NULL)
+		return -EINVAL;
+	return mproc__queue_stats(q, st);
+}
+
+int mproc_queue_purge(mproc_conn *q)
+{
+	MPROC__QUEUE_ONLY(q);
+	return mproc__queue_purge(q);
+}

@@ -1,0 +1,49 @@
+/*
+ * transport.h - the vtable every transport implements.
+ *
+ * A transport's handle starts with struct mproc_conn, so the common entry
+ * points in mproc.c check arguments once and dispatch through c->tr.
+ * Arguments reaching a transport are already checked: c and m are not
+ * NULL, data is not NULL when size > 0, timeouts are >= MPROC_FOREVER.
+ */
+#ifndef MPROC_TRANSPORT_H
+#define MPROC_TRANSPORT_H
+
+#include "mproc.h"
+
+struct mproc__transport {
+	const char *name;
+	/* send copies m (payload included) into the transport. May block up to
+	 * timeout_ms waiting for room. Holds the transport's lock only while
+	 * copying. The caller keeps m. */
+	int (*send)(mproc_conn *c, const mproc_msg *m, int timeout_ms);
+	/* recv copies the oldest message match accepts into m (the caller's
+	 * buffer). May block up to timeout_ms. match runs with the transport's
+	 * lock held (queue). */
+	int (*recv)(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
+	            int timeout_ms);
+	/* close releases this process's copy and frees c. Idempotent at the
+	 * transport level; never blocks for long. */
+	void (*close)(mproc_conn *c);
+	/* fd returns a pollable descriptor or -ENOTSUP. */
+	int (*fd)(mproc_conn *c);
+};
+
+struct mproc_conn {
+	const struct mproc__transport *tr;
+};
+
+extern const struct mproc__transport mproc__pipe_transport;
+extern const struct mproc__transport mproc__queue_transport;
+
+/* Queue-only operations (src/queue.c); q is known to be a queue. */
+int mproc__queue_empty(mproc_conn *q);
+int mproc__queue_join(mproc_conn *q, int timeout_ms);
+int mproc__queue_shutdown(mproc_conn *q);
+int mproc__queue_task_done(mproc_conn *q);
+int mproc__queue_stats(mproc_conn *q, mproc_stats *st);
+int mproc__queue_purge(mproc_conn *q);
+int mproc__queue_open(mproc_conn **q, const mproc_queue_opts *opts);
+int mproc__pipe_open(mproc_conn **a, mproc_conn **b);
+
+#endif /* MPROC_TRANSPORT_H */
