@@ -97,5 +97,9 @@ enum mproc__crash_point {
 	MPROC__CRASH_RECV_COMMIT,   /* journal written, state not applied */
 	MPROC__CRASH_LOCKED,        /* holding the lock, nothing changed */
 };
+/* The process raises SIGKILL when it reaches mproc__crash_point for the
+ * mproc__crash_countdown-th time (tests only; 0 = never). */
+extern int mproc__crash_point;
+extern int mproc__crash_countdown;
 
 #endif /* MPROC_INTERNAL_H */
