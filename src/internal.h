@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -88,6 +89,15 @@ typedef void (*mproc__dead_fn)(const mproc_msg *m, uint32_t attempts,
                                void *arg);
 int mproc__queue_lease_release(mproc_conn *q, pid_t dead, uint32_t max_attempts,
                                mproc__dead_fn dead_fn, void *arg);
+/* The shared mapping behind queue q and its length (tests, fuzzers). */
+void *mproc__queue_mapping(mproc_conn *q, size_t *len);
+/*
+ * mproc__queue_attach makes a handle for a queue mapping that already
+ * exists at base (len bytes), trusting nothing in it: the identity is
+ * checked and a bad one gives -EPROTO. The handle does not unmap base on
+ * close. For fuzzers and tests.
+ */
+int mproc__queue_attach(mproc_conn **q, void *base, size_t len);
 /* Test hooks: kill the calling process at a named point (see queue.c). */
 enum mproc__crash_point {
 	MPROC__CRASH_NONE = 0,

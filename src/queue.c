@@ -80,7 +80,7 @@ int mproc__crash_countdown;
 static inline void queue_crash(int point)
 {
 	if (mproc__unlikely(mproc__crash_point == point) &&
-	    --mproc__crash_countdown <= 0)
+	    point != MPROC__CRASH_NONE && --mproc__crash_countdown <= 0)
 		raise(SIGKILL);
 }
 
@@ -174,6 +174,7 @@ struct queue_conn {
 	uint32_t flags;
 	uint8_t *scratch; /* max_payload bytes: a wrapped payload for a
 	                     predicate; used only under the lock */
+	int borrowed;     /* attached mapping: close does not unmap it */
 };
 
 /* What a locked operation leaves for the wake after unlock. */
@@ -1107,7 +1108,7 @@ static void queue_close(mproc_conn *c)
 {
 	struct queue_conn *q = queue_of(c);
 
-	if (q->s != NULL)
+	if (q->s != NULL && !q->borrowed)
 		munmap(q->s, q->map_len);
 	free(q->scratch);
 	free(q);
@@ -1190,6 +1191,56 @@ int mproc__queue_open(mproc_conn **out, const mproc_queue_opts *opts)
 	q->max_payload = o.max_payload;
 	q->max_messages = o.max_messages;
 	q->flags = o.flags;
+	*out = &q->base;
+	return 0;
+}
+
+void *mproc__queue_mapping(mproc_conn *c, size_t *len)
+{
+	struct queue_conn *q = queue_of(c);
+
+	if (len != NULL)
+		*len = q->map_len;
+	return q->s;
+}
+
+int mproc__queue_attach(mproc_conn **out, void *base, size_t len)
+{
+	struct queue_shared *s = base;
+	struct queue_conn *q;
+	uint64_t cap;
+
+	if (out == NULL || base == NULL || len < sizeof(struct queue_shared))
+		return -EINVAL;
+	/* Read each field once: the mapping may change under us. */
+	cap = LOAD(&s->capacity);
+	if (LOAD(&s->magic) != QUEUE_MAGIC || LOAD(&s->layout) != QUEUE_LAYOUT ||
+	    LOAD(&s->header_size) != sizeof(struct queue_shared) ||
+	    cap == 0 || cap % 8 != 0 || cap > MPROC_QUEUE_MAX_CAPACITY ||
+	    cap > len - sizeof(struct queue_shared))
+		return -EPROTO;
+	q = calloc(1, sizeof(*q));
+	if (q == NULL)
+		return -ENOMEM;
+	q->base.tr = &mproc__queue_transport;
+	q->s = s;
+	q->ring = (uint8_t *)base + sizeof(struct queue_shared);
+	q->map_len = len;
+	q->cap = cap;
+	q->max_payload = LOAD(&s->max_payload);
+	q->max_messages = LOAD(&s->max_messages);
+	q->flags = LOAD(&s->flags);
+	q->borrowed = 1;
+	if (cap < MPROC__ALIGN8((uint64_t)REC_HDR + q->max_payload) ||
+	    (q->flags & ~(uint32_t)MPROC_QUEUE_MANUAL_DONE) != 0) {
+		free(q);
+		return -EPROTO;
+	}
+	q->scratch = malloc(q->max_payload ? q->max_payload : 1);
+	if (q->scratch == NULL) {
+		free(q);
+		return -ENOMEM;
+	}
 	*out = &q->base;
 	return 0;
 }
