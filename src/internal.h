@@ -98,6 +98,9 @@ void *mproc__queue_mapping(mproc_conn *q, size_t *len);
  * close. For fuzzers and tests.
  */
 int mproc__queue_attach(mproc_conn **q, void *base, size_t len);
+/* Where the lock sits in the mapping (fuzzers leave it alone: a scribbled
+ * mutex word cannot be told from a held one). */
+void mproc__queue_lock_span(size_t *off, size_t *len);
 /* Test hooks: kill the calling process at a named point (see queue.c). */
 enum mproc__crash_point {
 	MPROC__CRASH_NONE = 0,

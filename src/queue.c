@@ -1204,6 +1204,12 @@ void *mproc__queue_mapping(mproc_conn *c, size_t *len)
 	return q->s;
 }
 
+void mproc__queue_lock_span(size_t *off, size_t *len)
+{
+	*off = offsetof(struct queue_shared, lock);
+	*len = sizeof(pthread_mutex_t);
+}
+
 int mproc__queue_attach(mproc_conn **out, void *base, size_t len)
 {
 	struct queue_shared *s = base;
