@@ -32,7 +32,8 @@
  */
 struct mproc__deadline {
 	struct timespec at;
-	bool forever;
+	bool forever; /* MPROC_FOREVER: at is unused */
+	bool expired; /* MPROC_NOWAIT: passed from the start, at unused */
 };
 
 /* mproc__timeout_ok: MPROC_FOREVER, MPROC_NOWAIT or a positive count. */

@@ -169,6 +169,7 @@ struct queue_conn {
 	/* Trusted copies of the geometry: the shared ones are checked
 	 * against these, never used to size a copy. */
 	uint64_t cap;
+	uint64_t cap_mask; /* cap - 1 when cap is a power of two, else 0 */
 	uint32_t max_payload;
 	uint32_t max_messages;
 	uint32_t flags;
@@ -196,7 +197,10 @@ static inline struct queue_conn *queue_of(mproc_conn *c)
 
 static inline uint64_t queue_pos(const struct queue_conn *q, uint64_t off)
 {
-	return off % q->cap;
+	/* A division costs tens of cycles and runs several times a message:
+	 * mask when the capacity is a power of two (the default). */
+	return mproc__likely(q->cap_mask != 0) ? off & q->cap_mask
+	                                       : off % q->cap;
 }
 
 static void ring_copy_in(struct queue_conn *q, uint64_t off, const void *src,
@@ -293,14 +297,14 @@ static void mark_apply(struct queue_conn *q, const struct queue_mark *mk)
 {
 	if (mk->off == UINT64_MAX)
 		return;
-	STORE((uint32_t *)rec_field(q, mk->off, offsetof(struct queue_rec, flags)),
-	      mk->flags);
-	STORE((uint32_t *)rec_field(q, mk->off,
-	                            offsetof(struct queue_rec, attempts)),
-	      mk->attempts);
 	STORE((int32_t *)rec_field(q, mk->off,
 	                           offsetof(struct queue_rec, lease_pid)),
 	      mk->lease_pid);
+	/* flags and attempts are neighbours: one 8-byte store, never split
+	 * by the ring's end (both 8-aligned). */
+	STORE((uint64_t *)rec_field(q, mk->off,
+	                            offsetof(struct queue_rec, flags)),
+	      (uint64_t)mk->flags | (uint64_t)mk->attempts << 32);
 }
 
 /*
@@ -404,11 +408,18 @@ static int queue_lock(struct queue_conn *q, const struct mproc__deadline *d,
 	struct mproc__deadline ld = *d;
 	int rc;
 
+	static const struct mproc__deadline try_only = { .expired = true };
+
 	if (queue_check_identity(q) < 0)
 		return -EPROTO;
-	if (!d->forever && mproc__deadline_ns(d) < QUEUE_LOCK_MIN_MS * 1000000LL)
-		mproc__deadline_set(&ld, QUEUE_LOCK_MIN_MS);
-	rc = mproc__lock(&s->lock, &ld);
+	rc = mproc__lock(&s->lock, &try_only);
+	if (rc == -ETIMEDOUT) {
+		/* Busy: now the clock matters. */
+		if (!d->forever &&
+		    mproc__deadline_ns(d) < QUEUE_LOCK_MIN_MS * 1000000LL)
+			mproc__deadline_set(&ld, QUEUE_LOCK_MIN_MS);
+		rc = mproc__lock(&s->lock, &ld);
+	}
 	if (rc < 0)
 		return rc;
 	if (rc == 1) {
@@ -484,7 +495,7 @@ static int queue_sleep(struct queue_conn *q, uint32_t *flag, uint32_t *seq,
  */
 static int queue_spin(const uint64_t *word, uint64_t v, const uint32_t *stop)
 {
-	uint64_t end = mproc__now_ns() + QUEUE_SPIN_NS;
+	uint64_t end = 0;
 	unsigned i;
 
 	for (i = 1;; i++) {
@@ -493,8 +504,16 @@ static int queue_spin(const uint64_t *word, uint64_t v, const uint32_t *stop)
 #if defined(__x86_64__) || defined(__i386__)
 		__builtin_ia32_pause();
 #endif
-		if ((i & 63) == 0 && mproc__now_ns() > end)
-			return 0;
+		/* The clock is read rarely: most spins end in a few hundred
+		 * iterations, and a clock read costs as much as many pauses. */
+		if ((i & 255) == 0) {
+			uint64_t now = mproc__now_ns();
+
+			if (end == 0)
+				end = now + QUEUE_SPIN_NS;
+			else if (now > end)
+				return 0;
+		}
 	}
 }
 
@@ -1188,6 +1207,7 @@ int mproc__queue_open(mproc_conn **out, const mproc_queue_opts *opts)
 	q->ring = (uint8_t *)map + sizeof(struct queue_shared);
 	q->map_len = len;
 	q->cap = cap;
+	q->cap_mask = (cap & (cap - 1)) == 0 ? cap - 1 : 0;
 	q->max_payload = o.max_payload;
 	q->max_messages = o.max_messages;
 	q->flags = o.flags;
@@ -1233,6 +1253,7 @@ int mproc__queue_attach(mproc_conn **out, void *base, size_t len)
 	q->ring = (uint8_t *)base + sizeof(struct queue_shared);
 	q->map_len = len;
 	q->cap = cap;
+	q->cap_mask = (cap & (cap - 1)) == 0 ? cap - 1 : 0;
 	q->max_payload = LOAD(&s->max_payload);
 	q->max_messages = LOAD(&s->max_messages);
 	q->flags = LOAD(&s->flags);

@@ -38,9 +38,14 @@ uint64_t mproc__boottime_ns(void)
 
 void mproc__deadline_set(struct mproc__deadline *d, int timeout_ms)
 {
+	/* No clock read for the two common cases: the send and receive
+	 * fast paths call this once per message. */
 	d->forever = timeout_ms < 0;
-	clock_gettime(CLOCK_MONOTONIC, &d->at);
+	d->expired = timeout_ms == 0;
+	d->at.tv_sec = 0;
+	d->at.tv_nsec = 0;
 	if (timeout_ms > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &d->at);
 		d->at.tv_sec += timeout_ms / 1000;
 		d->at.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
 		if (d->at.tv_nsec >= 1000000000L) {
@@ -57,6 +62,8 @@ int64_t mproc__deadline_ns(const struct mproc__deadline *d)
 
 	if (d->forever)
 		return INT64_MAX;
+	if (d->expired)
+		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	left = (int64_t)(d->at.tv_sec - now.tv_sec) * 1000000000LL +
 	       (d->at.tv_nsec - now.tv_nsec);
@@ -130,7 +137,9 @@ int mproc__lock(pthread_mutex_t *mu, const struct mproc__deadline *d)
 	int rc;
 
 	rc = pthread_mutex_trylock(mu);
-	if (rc == EBUSY) {
+	if (rc == EBUSY && d->expired)
+		rc = ETIMEDOUT;
+	else if (rc == EBUSY) {
 		if (d->forever)
 			rc = pthread_mutex_lock(mu);
 		else
