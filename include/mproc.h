@@ -31,8 +31,11 @@
  * - Crashes: a process using a queue may be killed (SIGKILL) at any
  *   instruction; the others never hang, never see a torn message, and every
  *   message whose send returned 0 is delivered at least once.
- * - mproc_close() may be called once per handle (per process); the handle is
- *   freed by it. Calls on a closed handle are undefined, like free().
+ * - mproc_close() is called once per handle in each process that has it.
+ *   A call on a handle this process closed, a second close included,
+ *   returns -EINVAL (the last 256 closed handles of a process are
+ *   remembered; a handle closed longer ago than that is freed, and calls
+ *   on it are undefined, like after free()).
  * - Nothing here is async-signal-safe.
  * - Ownership: "copies" means mproc keeps its own copy and the caller's
  *   memory is not referenced after the call; "borrows" means the pointer is
@@ -210,10 +213,11 @@ int mproc_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
 int mproc_for_me(const mproc_msg *m, void *arg);
 
 /*
- * mproc_close closes this process's copy of c and frees the handle. Never
- * blocks for long: a pipe end flushes a frame left half-written by a timed
- * send for at most 1 second. The shared queue lives on while any process
- * still has it mapped. Returns 0 or -EINVAL (NULL).
+ * mproc_close closes this process's copy of c and releases what it holds.
+ * Never blocks for long: a pipe end flushes a frame left half-written by a
+ * timed send for at most 1 second. The shared queue lives on while any
+ * process still has it mapped; closing a copy in one process changes
+ * nothing for the others. Returns 0, or -EINVAL (NULL, or already closed).
  */
 int mproc_close(mproc_conn *c);
 

@@ -3,7 +3,9 @@
  * transport vtable, errors and version.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -115,11 +117,70 @@ int mproc_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
 	return c->tr->recv(c, m, match, arg, timeout_ms);
 }
 
+/*
+ * A closed handle keeps its struct, with the closed transport, so that a
+ * call on it says -EINVAL instead of touching freed memory. The last
+ * MPROC__GRAVEYARD closed handles of the process are kept; an older one
+ * is freed (calls on it are undefined, like after free()).
+ */
+#define MPROC__GRAVEYARD 256
+
+static int closed_send(mproc_conn *c, const mproc_msg *m, int t)
+{
+	MPROC__UNUSED(c);
+	MPROC__UNUSED(m);
+	MPROC__UNUSED(t);
+	return -EINVAL;
+}
+
+static int closed_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn f, void *a,
+                       int t)
+{
+	MPROC__UNUSED(c);
+	MPROC__UNUSED(m);
+	MPROC__UNUSED(f);
+	MPROC__UNUSED(a);
+	MPROC__UNUSED(t);
+	return -EINVAL;
+}
+
+static void closed_close(mproc_conn *c)
+{
+	MPROC__UNUSED(c);
+}
+
+static int closed_fd(mproc_conn *c)
+{
+	MPROC__UNUSED(c);
+	return -EINVAL;
+}
+
+static const struct mproc__transport closed_transport = {
+	.name = "closed",
+	.send = closed_send,
+	.recv = closed_recv,
+	.close = closed_close,
+	.fd = closed_fd,
+};
+
+static pthread_mutex_t graveyard_mu = PTHREAD_MUTEX_INITIALIZER;
+static mproc_conn *graveyard[MPROC__GRAVEYARD];
+static unsigned graveyard_next;
+
 int mproc_close(mproc_conn *c)
 {
-	if (c == NULL)
+	mproc_conn *old;
+
+	if (c == NULL || c->tr == &closed_transport)
 		return -EINVAL;
-	c->tr->close(c);
+	c->tr->close(c); /* releases what it holds, not the struct */
+	c->tr = &closed_transport;
+	pthread_mutex_lock(&graveyard_mu);
+	old = graveyard[graveyard_next];
+	graveyard[graveyard_next] = c;
+	graveyard_next = (graveyard_next + 1) % MPROC__GRAVEYARD;
+	pthread_mutex_unlock(&graveyard_mu);
+	free(old);
 	return 0;
 }
 
@@ -133,7 +194,7 @@ int mproc_fd(mproc_conn *c)
 /* Queue-only calls: a pipe handle gives -ENOTSUP. */
 #define MPROC__QUEUE_ONLY(c)                                                   \
 	do {                                                                   \
-		if ((c) == NULL)                                               \
+		if ((c) == NULL || (c)->tr == &closed_transport)        \
 			return -EINVAL;                                        \
 		if ((c)->tr != &mproc__queue_transport)                        \
 			return -ENOTSUP;                                       \

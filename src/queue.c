@@ -1129,8 +1129,10 @@ static void queue_close(mproc_conn *c)
 
 	if (q->s != NULL && !q->borrowed)
 		munmap(q->s, q->map_len);
+	q->s = NULL;
 	free(q->scratch);
-	free(q);
+	q->scratch = NULL;
+	/* The struct itself is mproc_close's to free. */
 }
 
 static int queue_fd(mproc_conn *c)

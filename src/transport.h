@@ -22,8 +22,10 @@ struct mproc__transport {
 	 * lock held (queue). */
 	int (*recv)(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
 	            int timeout_ms);
-	/* close releases this process's copy and frees c. Idempotent at the
-	 * transport level; never blocks for long. */
+	/* close releases what this process's copy holds (mapping,
+	 * descriptors, buffers) but not the struct c itself, which
+	 * mproc_close keeps so later calls on it get -EINVAL. Never blocks
+	 * for long. */
 	void (*close)(mproc_conn *c);
 	/* fd returns a pollable descriptor or -ENOTSUP. */
 	int (*fd)(mproc_conn *c);
