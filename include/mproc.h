@@ -176,7 +176,10 @@ int mproc_send(mproc_conn *c, int32_t request, pid_t recipient,
  * timeout_ms (MPROC_NOWAIT: never block; MPROC_FOREVER: no limit).
  * m->sender 0 means getpid(); m->capacity is ignored.
  * Returns 0, -EAGAIN (full, MPROC_NOWAIT), -ETIMEDOUT, -EINVAL, -EMSGSIZE,
- * -EPIPE, -ESHUTDOWN or -EPROTO.
+ * -EPIPE, -ESHUTDOWN, -EPROTO or -ENOMEM (pipe).
+ * On a pipe, only the process that owns the end sends on it; its threads
+ * may send at once and take turns. Two processes sending on copies of one
+ * end can interleave frames.
  * On a pipe, a frame that the peer's socket buffer takes only in part
  * before the timeout is kept in the endpoint and finished by the next call
  * on it (or by mproc_close); such a send returns 0.
@@ -197,8 +200,12 @@ int mproc_send_msg(mproc_conn *c, const mproc_msg *m, int timeout_ms);
  * whose predicate matches nothing sleeps until a new message arrives.
  * Returns 0, -EAGAIN (nothing, MPROC_NOWAIT), -ETIMEDOUT, -EINVAL,
  * -EMSGSIZE, -EPIPE (pipe: the peer is gone and everything it sent was
- * read), -ESHUTDOWN, -EPROTO (corrupt state or framing) or -EDEADLK (called
- * from inside a predicate on the same queue).
+ * read), -ESHUTDOWN, -EPROTO (corrupt state or framing), -ENOMEM (pipe:
+ * its read buffer could not grow) or -EDEADLK (called from inside a
+ * predicate on the same queue or pipe end).
+ * On a pipe, after -EPROTO every later send and receive on that end
+ * returns -EPROTO. On an error the bytes at m->data are unspecified; the
+ * other fields of m are set only on success (m->size also on -EMSGSIZE).
  * Ownership: borrows m; the payload is copied into the caller's buffer.
  * On a queue, taking a message finishes its task unless the queue was
  * opened with MPROC_QUEUE_MANUAL_DONE.
@@ -224,8 +231,11 @@ int mproc_close(mproc_conn *c);
 /*
  * mproc_fd returns a descriptor that poll()/epoll report readable when a
  * receive on the pipe end c may make progress (a message, or the peer
- * gone). Messages held back by a rejecting predicate are not visible to
- * poll: call mproc_recv first until it returns -EAGAIN. The descriptor
+ * gone). poll sees only bytes still in the socket. A receive reads ahead,
+ * so messages it already took in, and messages held back by a rejecting
+ * predicate, are not visible to poll: after poll reports c readable, call
+ * mproc_recv with MPROC_NOWAIT until it returns -EAGAIN before polling
+ * again. The descriptor
  * stays owned by c. Returns the descriptor, or -EINVAL (NULL) or -ENOTSUP
  * (a queue, which has no descriptor).
  */

@@ -3,6 +3,7 @@
  * transport vtable, errors and version.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@
 
 const char *mproc_strerror(int err)
 {
+	if (err == INT_MIN)
+		return "unknown error"; /* -INT_MIN does not exist */
 	if (err < 0)
 		err = -err;
 #define X(code, text)                                                          \

@@ -14,8 +14,9 @@
 struct mproc__transport {
 	const char *name;
 	/* send copies m (payload included) into the transport. May block up to
-	 * timeout_ms waiting for room. Holds the transport's lock only while
-	 * copying. The caller keeps m. */
+	 * timeout_ms waiting for room. The queue holds its lock only while
+	 * copying; the pipe holds its send lock while it waits for room, so
+	 * frames never interleave. The caller keeps m. */
 	int (*send)(mproc_conn *c, const mproc_msg *m, int timeout_ms);
 	/* recv copies the oldest message match accepts into m (the caller's
 	 * buffer). May block up to timeout_ms. match runs with the transport's
