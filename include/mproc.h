@@ -318,7 +318,9 @@ typedef struct mproc_pool mproc_pool;
  * of result->capacity bytes (the pool's max_payload) that fn fills, setting
  * result->size. fn's return value is the task's status (0 usually means
  * success; it must not be MPROC_TASK_WORKER_DIED). fn may set
- * result->request to report a code other than MPROC_FINISHED.
+ * result->request to report a code other than MPROC_FINISHED. If fn sets
+ * result->size above result->capacity, the result is sent with size 0 and
+ * status -EMSGSIZE.
  */
 typedef int (*mproc_task_fn)(const mproc_msg *task, mproc_msg *result,
                              void *arg);
@@ -331,8 +333,9 @@ typedef int (*mproc_task_fn)(const mproc_msg *task, mproc_msg *result,
 #define MPROC_TASK_WORKER_DIED INT32_MIN
 
 typedef struct mproc_pool_opts {
-	int workers;            /* 0: the number of online CPUs */
-	size_t queue_capacity;  /* bytes of each queue's ring; 0: 1 MiB */
+	int workers;            /* 0: the number of online CPUs; at most 4096 */
+	size_t queue_capacity;  /* bytes of each queue's ring; 0: 1 MiB, or more
+	                           so that four records of max_payload fit */
 	uint32_t max_payload;   /* task and result payload limit; 0: 64 KiB */
 	int max_restarts;       /* replacement workers allowed; 0: 16 * workers;
 	                           negative: none */
@@ -341,7 +344,10 @@ typedef struct mproc_pool_opts {
 	uint32_t flags;         /* MPROC_POOL_FAIL_ON_DEATH */
 } mproc_pool_opts;
 
-/* A task's result, filled by mproc_pool_result. */
+/* A task's result, filled by mproc_pool_result. A task that no worker ever
+ * ran (no worker left, or still queued at stop) is reported with worker 0
+ * and attempts 0. A WORKER_DIED result has request MPROC_FINISHED and
+ * size 0. */
 typedef struct mproc_result {
 	uint64_t task_id; /* as returned by mproc_pool_submit */
 	pid_t worker;     /* pid of the worker that ran it (or died on it) */
@@ -365,6 +371,9 @@ typedef struct mproc_worker_exit {
 #define MPROC_EXIT_KILL    3 /* ended by SIGKILL from stop */
 #define MPROC_EXIT_CRASHED 4 /* died on its own while the pool ran */
 
+/* finished and failed are counted when the pool takes a result from its
+ * queue (in mproc_pool_result or mproc_pool_join), so they can lag behind
+ * results still queued. */
 typedef struct mproc_pool_counts {
 	uint64_t submitted;
 	uint64_t finished;    /* results with a status from fn */
@@ -383,7 +392,11 @@ typedef struct mproc_pool_counts {
  * Ownership: the caller owns *pool until mproc_pool_stop + mproc_pool_free;
  * arg is borrowed by the workers (each has its own copy after fork).
  * Fork: call from the parent; workers must not call pool functions.
- * The pool reaps only its own workers (waitpid on their pids).
+ * The pool reaps only its own workers (waitpid on their pids). Workers
+ * reset SIGTERM to its default and unblock it, and _exit(70) when their
+ * parent dies. The pool is driven by the parent's calls from one thread at
+ * a time; mproc_pool_free in any other process frees only that process's
+ * memory.
  */
 int mproc_pool_start(mproc_pool **pool, mproc_task_fn fn, void *arg,
                      const mproc_pool_opts *opts);
@@ -393,6 +406,10 @@ int mproc_pool_start(mproc_pool **pool, mproc_task_fn fn, void *arg,
  * and stores its id in *task_id (may be NULL). Waits for room up to
  * timeout_ms (backpressure). Returns 0, -EAGAIN, -ETIMEDOUT, -EINVAL,
  * -EMSGSIZE (over max_payload) or -ESHUTDOWN (pool stopped).
+ * Results not collected fill the result queue and stall the workers; a
+ * caller that submits with MPROC_FOREVER must collect results in between
+ * (or size the queues for the whole batch). The same holds for
+ * mproc_pool_stop with MPROC_FOREVER.
  */
 int mproc_pool_submit(mproc_pool *pool, const void *data, size_t size,
                       uint64_t *task_id, int timeout_ms);
@@ -419,7 +436,8 @@ int mproc_pool_join(mproc_pool *pool, int timeout_ms);
  * not yet collected stay collectable. If report is not NULL, up to n
  * entries are filled with how each worker ended. Calling stop twice
  * returns 0 and does nothing the second time.
- * Returns the number of workers reported (>= 0) or -EINVAL.
+ * Returns how many workers ended over the pool's life (crashed ones
+ * included; may be more than n), 0 when called again, or -EINVAL.
  */
 int mproc_pool_stop(mproc_pool *pool, int timeout_ms,
                     mproc_worker_exit *report, size_t n);
