@@ -110,6 +110,8 @@ enum mproc__crash_point {
 	MPROC__CRASH_RECV_COPY,     /* half way through copying a payload out */
 	MPROC__CRASH_RECV_COMMIT,   /* journal written, state not applied */
 	MPROC__CRASH_LOCKED,        /* holding the lock, nothing changed */
+	MPROC__CRASH_SEND_APPLIED,  /* state applied, journal still valid */
+	MPROC__CRASH_RECV_APPLIED,  /* state applied, journal still valid */
 };
 /* The process raises SIGKILL when it reaches mproc__crash_point for the
  * mproc__crash_countdown-th time (tests only; 0 = never). */

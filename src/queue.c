@@ -322,11 +322,22 @@ static void queue_commit(struct queue_conn *q, const struct queue_state *ns,
 		j->mark = *mk;
 	else
 		j->mark.off = UINT64_MAX;
-	/* The journal must be whole before it is marked valid. */
+	/* The journal must be whole before it is marked valid, and marked
+	 * valid before anything is applied: a process dies in program order,
+	 * so compiler fences are what this needs (x86 keeps stores in order;
+	 * the release stores keep other CPUs right). */
 	__atomic_store_n(&j->valid, 1, __ATOMIC_RELEASE);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	queue_crash(crash_point);
 	mark_apply(q, &j->mark);
 	state_store(s, ns);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (mproc__unlikely(mproc__crash_point != MPROC__CRASH_NONE))
+		queue_crash(crash_point == MPROC__CRASH_SEND_COMMIT
+		                    ? MPROC__CRASH_SEND_APPLIED
+		                    : crash_point == MPROC__CRASH_RECV_COMMIT
+		                              ? MPROC__CRASH_RECV_APPLIED
+		                              : MPROC__CRASH_NONE);
 	/* Applied: the journal may go. */
 	__atomic_store_n(&j->valid, 0, __ATOMIC_RELEASE);
 }
@@ -378,8 +389,12 @@ static int queue_repair(struct queue_conn *q)
 	if (__atomic_load_n(&j->valid, __ATOMIC_ACQUIRE)) {
 		if (!state_valid(q, &j->st))
 			return -EPROTO;
+		/* The live state may be half way to the journal's: check the
+		 * mark against the journal's tail (the head may have passed
+		 * the marked record already). */
 		if (j->mark.off != UINT64_MAX &&
-		    (j->mark.off < s->st.head || j->mark.off >= s->st.tail ||
+		    (j->mark.off >= j->st.tail ||
+		     j->st.tail - j->mark.off > q->cap ||
 		     j->mark.off % 8 != 0 ||
 		     (j->mark.flags & ~REC_KNOWN_FLAGS) != 0))
 			return -EPROTO;
