@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sync.h"
 
 #define PIPE_MAGIC 0x3163706du /* "mpc1" */
 #define PIPE_TAKEN 0x656b6174u /* "take": a held frame already received */
@@ -135,7 +136,7 @@ static int pipe_lock(pthread_mutex_t *mu, const struct mproc__deadline *d,
 	else if (timeout_ms == MPROC_NOWAIT)
 		rc = pthread_mutex_trylock(mu);
 	else
-		rc = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &d->at);
+		rc = mproc__mutex_clocklock(mu, &d->at);
 	if (rc == 0)
 		return 0;
 	if (rc == EBUSY || rc == ETIMEDOUT)

@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +68,8 @@
 
 /* How long calls without a timeout wait for the lock (a stopped holder). */
 #define QUEUE_LOCK_MS 1000
-/* Least time any call waits for the lock, even MPROC_NOWAIT. */
-#define QUEUE_LOCK_MIN_MS 50
+/* Tries at a busy lock before MPROC_NOWAIT gives up with -EAGAIN. */
+#define QUEUE_LOCK_TRIES 256
 /* Spin this long for a change before sleeping. */
 #define QUEUE_SPIN_NS 20000
 /* A join purges orphans this often while it waits. */
@@ -410,30 +411,39 @@ static int queue_repair(struct queue_conn *q)
 }
 
 /*
- * queue_lock takes the lock by the deadline d (but waits at least
- * QUEUE_LOCK_MIN_MS: a lock is held for microseconds unless its holder is
- * stopped), repairs after a dead owner, and checks the identity and the
- * state. On success *st holds the state. Returns 0 with the lock held, or
- * a negative errno with the lock released.
+ * queue_lock takes the lock by the deadline d (MPROC_NOWAIT: a few
+ * hundred tries without sleeping, then -EAGAIN), repairs after a dead
+ * owner, and checks the identity and the state. On success *st holds the
+ * state. Returns 0 with the lock held, or a negative errno with the lock
+ * released.
  */
 static int queue_lock(struct queue_conn *q, const struct mproc__deadline *d,
                       struct queue_state *st)
 {
 	struct queue_shared *s = q->s;
-	struct mproc__deadline ld = *d;
 	int rc;
 
 	static const struct mproc__deadline try_only = { .expired = true };
+	unsigned i;
 
 	if (queue_check_identity(q) < 0)
 		return -EPROTO;
 	rc = mproc__lock(&s->lock, &try_only);
+	/* Busy: a holder keeps the lock for a microsecond or so, so try a
+	 * while without sleeping (all MPROC_NOWAIT ever does), then wait
+	 * on the lock until the caller's deadline. */
+	for (i = 0; rc == -ETIMEDOUT && i < QUEUE_LOCK_TRIES; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+		if ((i & 15) == 15)
+			sched_yield();
+		rc = mproc__lock(&s->lock, &try_only);
+	}
 	if (rc == -ETIMEDOUT) {
-		/* Busy: now the clock matters. */
-		if (!d->forever &&
-		    mproc__deadline_ns(d) < QUEUE_LOCK_MIN_MS * 1000000LL)
-			mproc__deadline_set(&ld, QUEUE_LOCK_MIN_MS);
-		rc = mproc__lock(&s->lock, &ld);
+		if (d->expired)
+			return -EAGAIN;
+		rc = mproc__lock(&s->lock, d);
 	}
 	if (rc < 0)
 		return rc;

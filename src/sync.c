@@ -112,6 +112,38 @@ void mproc__futex_wake(uint32_t *word, int n)
 	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define SYNC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SYNC_TSAN 1
+#endif
+#endif
+
+int mproc__mutex_clocklock(pthread_mutex_t *mu, const struct timespec *at)
+{
+#ifdef SYNC_TSAN
+	struct timespec mono, real, rt;
+	int64_t left;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &real);
+	left = (int64_t)(at->tv_sec - mono.tv_sec) * 1000000000LL +
+	       (at->tv_nsec - mono.tv_nsec);
+	if (left < 0)
+		left = 0;
+	rt.tv_sec = real.tv_sec + (time_t)(left / 1000000000LL);
+	rt.tv_nsec = real.tv_nsec + (long)(left % 1000000000LL);
+	if (rt.tv_nsec >= 1000000000L) {
+		rt.tv_sec++;
+		rt.tv_nsec -= 1000000000L;
+	}
+	return pthread_mutex_timedlock(mu, &rt);
+#else
+	return pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, at);
+#endif
+}
+
 int mproc__lock_init(pthread_mutex_t *mu)
 {
 	pthread_mutexattr_t a;
@@ -143,7 +175,7 @@ int mproc__lock(pthread_mutex_t *mu, const struct mproc__deadline *d)
 		if (d->forever)
 			rc = pthread_mutex_lock(mu);
 		else
-			rc = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &d->at);
+			rc = mproc__mutex_clocklock(mu, &d->at);
 	}
 	switch (rc) {
 	case 0:

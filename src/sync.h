@@ -16,6 +16,13 @@ int mproc__futex_wait(uint32_t *word, uint32_t val,
                       const struct mproc__deadline *d);
 void mproc__futex_wake(uint32_t *word, int n);
 
+/*
+ * mproc__mutex_clocklock: pthread_mutex_clocklock on CLOCK_MONOTONIC.
+ * Under ThreadSanitizer (which does not intercept clocklock) it is
+ * pthread_mutex_timedlock on the same instant in CLOCK_REALTIME.
+ */
+int mproc__mutex_clocklock(pthread_mutex_t *mu, const struct timespec *at);
+
 /* Robust, process-shared, error-checking mutex. */
 int mproc__lock_init(pthread_mutex_t *mu);
 /*

@@ -1,0 +1,1967 @@
+/*
+ * check_crash.c - crash safety of the shared-memory queue.
+ *
+ * A process using a queue may die at any instruction. These tests kill
+ * processes with the test hooks (mid-copy, mid-commit, holding the lock),
+ * from outside at random moments, and while asleep in a wait; stop a lock
+ * holder; and scribble over the mapping. After each they check that the
+ * survivors neither hang nor see a torn message, that every message whose
+ * send returned 0 is delivered, that the counts and join agree, and that
+ * the queue keeps working.
+ *
+ * Every payload carries its producer, a sequence number and a checksum of
+ * all its bytes (struct pay), so a torn or stale copy is always noticed.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "check_common.h"
+#include "internal.h"
+
+/* ---- payloads that prove themselves whole ----------------------------- */
+
+#define PAY_MAGIC 0x31594150u /* "PAY1" */
+
+struct pay {
+	uint32_t magic;
+	uint32_t size;  /* whole payload, header included */
+	uint32_t src;   /* producer */
+	uint32_t round;
+	uint64_t seq;
+	uint64_t sum;   /* FNV-1a of the payload with this field zeroed */
+};
+
+static uint8_t pay_fill(uint64_t seq, uint32_t src, uint32_t i)
+{
+	return (uint8_t)(seq * 131u + i * 7u + src * 17u + (i >> 8));
+}
+
+static uint64_t pay_sum(const uint8_t *p, uint32_t size)
+{
+	const uint32_t lo = offsetof(struct pay, sum), hi = lo + 8;
+	uint64_t h = 1469598103934665603ull;
+
+	for (uint32_t i = 0; i < size; i++)
+		h = (h ^ (i >= lo && i < hi ? 0 : p[i])) * 1099511628211ull;
+	return h;
+}
+
+static void pay_make(void *buf, uint32_t size, uint32_t src, uint32_t round,
+                     uint64_t seq)
+{
+	struct pay h = { PAY_MAGIC, size, src, round, seq, 0 };
+	uint8_t *p = buf;
+
+	for (uint32_t i = sizeof(h); i < size; i++)
+		p[i] = pay_fill(seq, src, i);
+	memcpy(p, &h, sizeof(h));
+	h.sum = pay_sum(p, size);
+	memcpy(p + offsetof(struct pay, sum), &h.sum, sizeof(h.sum));
+}
+
+/* 0 when buf (size bytes) is a whole payload made by pay_make. */
+static int pay_check(const void *buf, uint32_t size, struct pay *out)
+{
+	const uint8_t *p = buf;
+	struct pay h;
+
+	if (size < sizeof(h))
+		return -1;
+	memcpy(&h, p, sizeof(h));
+	if (h.magic != PAY_MAGIC || h.size != size || h.sum != pay_sum(p, size))
+		return -1;
+	for (uint32_t i = sizeof(h); i < size; i++)
+		if (p[i] != pay_fill(h.seq, h.src, i))
+			return -1;
+	*out = h;
+	return 0;
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+/*
+ * ck_assert_msg without the checkpoint Check records on success (a write
+ * to its pipe each time): for the assertions inside loops.
+ */
+#define expect_msg(cond, ...)                                                 \
+	do {                                                                  \
+		if (!(cond))                                                  \
+			ck_abort_msg(__VA_ARGS__);                            \
+	} while (0)
+
+static uint64_t rng_s;
+
+static void rng_seed(uint64_t seed)
+{
+	rng_s = seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull;
+	if (rng_s == 0)
+		rng_s = 1;
+}
+
+/* Seed from MPROC_TEST_SEED, or the clock and pid; returns the seed. */
+static uint64_t rng_seed_auto(void)
+{
+	const char *e = getenv("MPROC_TEST_SEED");
+	uint64_t seed;
+
+	if (e != NULL)
+		seed = strtoull(e, NULL, 0);
+	else
+		seed = (uint64_t)check_now_ms() * 1000003u ^ (uint64_t)getpid();
+	rng_seed(seed);
+	return seed;
+}
+
+static uint32_t rng_next(void)
+{
+	rng_s ^= rng_s >> 12;
+	rng_s ^= rng_s << 25;
+	rng_s ^= rng_s >> 27;
+	return (uint32_t)((rng_s * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+/* Uniform in [lo, hi]. */
+static uint32_t rng_range(uint32_t lo, uint32_t hi)
+{
+	return lo + rng_next() % (hi - lo + 1);
+}
+
+static uint64_t rng_next64(void)
+{
+	return (uint64_t)rng_next() << 32 | rng_next();
+}
+
+static void *shm_alloc(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_msg(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	return p;
+}
+
+static mproc_conn *queue_new(size_t capacity, uint32_t max_payload,
+                             uint32_t max_messages, uint32_t flags)
+{
+	mproc_queue_opts o = { capacity, max_messages, max_payload, flags };
+	mproc_conn *q = NULL;
+	int rc = mproc_queue_open(&q, &o);
+
+	ck_assert_msg(rc == 0, "mproc_queue_open: %s", mproc_strerror(rc));
+	return q;
+}
+
+static mproc_stats stats_of(mproc_conn *q)
+{
+	mproc_stats st;
+	int rc = mproc_queue_stats(q, &st);
+
+	ck_assert_msg(rc == 0, "mproc_queue_stats: %s", mproc_strerror(rc));
+	return st;
+}
+
+/* Send a struct pay message of size bytes; returns what send returned. */
+static int send_pay(mproc_conn *q, uint32_t size, uint32_t src, uint32_t round,
+                    uint64_t seq, int timeout_ms)
+{
+	uint8_t buf[4096];
+	mproc_msg m;
+
+	if (size > sizeof(buf))
+		size = sizeof(buf);
+	pay_make(buf, size, src, round, seq);
+	memset(&m, 0, sizeof(m));
+	m.request = MPROC_USER;
+	m.data = buf;
+	m.size = size;
+	return mproc_send_msg(q, &m, timeout_ms);
+}
+
+/*
+ * recv_pay receives one message into a heap buffer of exactly cap bytes
+ * (so the sanitizer sees any overflow) and checks it is whole. Returns
+ * what recv returned; *torn is set when a received message is not whole.
+ */
+static int recv_pay(mproc_conn *q, uint32_t cap, int timeout_ms,
+                    struct pay *out, int *torn)
+{
+	void *buf = malloc(cap);
+	mproc_msg m;
+	int rc;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	memset(&m, 0, sizeof(m));
+	m.data = buf;
+	m.capacity = cap;
+	rc = mproc_recv(q, &m, NULL, NULL, timeout_ms);
+	*torn = 0;
+	if (rc == 0 && (m.request != MPROC_USER || m.size > cap ||
+	                pay_check(buf, m.size, out) < 0))
+		*torn = 1;
+	free(buf);
+	return rc;
+}
+
+/* Reap pid and assert it was killed by SIGKILL. */
+#define check_reap_killed(pid)                                                \
+	do {                                                                  \
+		int st_ = check_wait_child((pid), 10000);                     \
+		ck_assert_msg(st_ >= 0, "child %d did not end in time",      \
+		              (int)(pid));                                    \
+		ck_assert_msg(WIFSIGNALED(st_) && WTERMSIG(st_) == SIGKILL,   \
+		              "child %d was not killed: status 0x%x",         \
+		              (int)(pid), st_);                               \
+	} while (0)
+
+/* After draining: nothing queued, nothing unfinished, join at once. */
+static void check_drained(mproc_conn *q)
+{
+	mproc_stats st = stats_of(q);
+	int rc;
+
+	ck_assert_msg(st.queued == 0 && st.bytes == 0 && st.unfinished == 0,
+	              "after draining: queued %llu bytes %llu unfinished %llu",
+	              (unsigned long long)st.queued,
+	              (unsigned long long)st.bytes,
+	              (unsigned long long)st.unfinished);
+	ck_assert_msg(st.sent == st.received, "sent %llu != received %llu",
+	              (unsigned long long)st.sent,
+	              (unsigned long long)st.received);
+	ck_assert_int_eq(mproc_queue_empty(q), 1);
+	rc = mproc_queue_join(q, MPROC_NOWAIT);
+	ck_assert_msg(rc == 0, "join after draining: %s", mproc_strerror(rc));
+}
+
+/* The queue still works: one message there and back, promptly. */
+static void check_round_trip(mproc_conn *q, uint32_t cap)
+{
+	long long t0 = check_now_ms();
+	struct pay p;
+	int torn, rc;
+
+	rc = send_pay(q, 100, 999, 0, 424242, 1000);
+	ck_assert_msg(rc == 0, "send after crash: %s", mproc_strerror(rc));
+	rc = recv_pay(q, cap, 1000, &p, &torn);
+	ck_assert_msg(rc == 0, "recv after crash: %s", mproc_strerror(rc));
+	ck_assert(!torn && p.src == 999 && p.seq == 424242);
+	ck_assert_msg(check_now_ms() - t0 < 500, "round trip took %lld ms",
+	              check_now_ms() - t0);
+}
+
+/* ---- the test hooks: killed mid-copy, mid-commit, holding the lock ---- */
+
+#define HOOK_ROUNDS 60
+#define HOOK_MAX 64  /* messages one round may involve */
+#define HOOK_CAP 512 /* max_payload */
+
+struct hook_shared {
+	uint64_t nok;            /* the child's sends that returned 0 */
+	uint64_t ntaken;         /* the child's receives that returned 0 */
+	uint64_t taken[HOOK_MAX]; /* what it took, in order */
+	uint64_t okseq[HOOK_MAX]; /* what it sent, in order */
+};
+
+static void hook_child_send(mproc_conn *q, struct hook_shared *sh,
+                            uint64_t base, int round)
+{
+	for (uint64_t i = 0; i < HOOK_MAX; i++) {
+		int rc = send_pay(q, rng_range(sizeof(struct pay), HOOK_CAP), 1,
+		                  (uint32_t)round, base + i, 5000);
+
+		if (rc != 0)
+			child_fail("send: %s", mproc_strerror(rc));
+		sh->okseq[i] = base + i;
+		__atomic_store_n(&sh->nok, i + 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+static void hook_child_recv(mproc_conn *q, struct hook_shared *sh)
+{
+	for (uint64_t i = 0; i < HOOK_MAX; i++) {
+		struct pay p;
+		int torn, rc = recv_pay(q, HOOK_CAP, 5000, &p, &torn);
+
+		if (rc != 0)
+			child_fail("recv: %s", mproc_strerror(rc));
+		if (torn)
+			child_fail("torn message");
+		sh->taken[i] = p.seq;
+		__atomic_store_n(&sh->ntaken, i + 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* LOCKED: sends and receives mixed; nothing changes in the dying call. */
+static void hook_child_mixed(mproc_conn *q, struct hook_shared *sh,
+                             uint64_t base, int round)
+{
+	uint64_t ns = 0, nt = 0;
+
+	for (int i = 0; i < HOOK_MAX && ns < HOOK_MAX && nt < HOOK_MAX; i++) {
+		struct pay p;
+		int torn, rc;
+
+		switch (rng_range(0, 3)) {
+		case 0:
+		case 1:
+			rc = send_pay(q,
+			              rng_range(sizeof(struct pay), HOOK_CAP),
+			              1, (uint32_t)round, base + ns, 5000);
+			if (rc != 0)
+				child_fail("send: %s", mproc_strerror(rc));
+			sh->okseq[ns] = base + ns;
+			__atomic_store_n(&sh->nok, ++ns, __ATOMIC_SEQ_CST);
+			break;
+		case 2:
+			rc = recv_pay(q, HOOK_CAP, MPROC_NOWAIT, &p, &torn);
+			if (rc == -EAGAIN)
+				break;
+			if (rc != 0 || torn)
+				child_fail("recv: %s%s", mproc_strerror(rc),
+				           torn ? " (torn)" : "");
+			sh->taken[nt] = p.seq;
+			__atomic_store_n(&sh->ntaken, ++nt, __ATOMIC_SEQ_CST);
+			break;
+		default: {
+			mproc_stats st;
+
+			if ((rc = mproc_queue_stats(q, &st)) != 0)
+				child_fail("stats: %s", mproc_strerror(rc));
+			break;
+		}
+		}
+	}
+}
+
+static int point_sends(int point)
+{
+	return point == MPROC__CRASH_SEND_COPY ||
+	       point == MPROC__CRASH_SEND_COMMIT ||
+	       point == MPROC__CRASH_SEND_APPLIED;
+}
+
+static int point_receives(int point)
+{
+	return point == MPROC__CRASH_RECV_COPY ||
+	       point == MPROC__CRASH_RECV_COMMIT ||
+	       point == MPROC__CRASH_RECV_APPLIED;
+}
+
+/*
+ * One round: a child sets the crash point with a countdown of k and works
+ * until it SIGKILLs itself; the parent checks the aftermath. base numbers
+ * the child's messages, pbase the parent's.
+ */
+static void hook_round(mproc_conn *q, struct hook_shared *sh, int point,
+                       int round, uint64_t *recoveries)
+{
+	uint64_t base = (uint64_t)round * 1000, pbase = base + 500;
+	/* Deliveries: [0, HOOK_MAX) the child's, then the parent's. */
+	int count[2 * HOOK_MAX];
+	int k = (int)rng_range(1, 8), npre = 0, rc;
+	uint64_t inflight_send, inflight_take = UINT64_MAX;
+	uint32_t child_seed;
+	long long t0;
+	mproc_stats st;
+	pid_t pid;
+
+	memset(sh, 0, sizeof(*sh));
+	memset(count, 0, sizeof(count));
+	/* Receivers need mail; LOCKED gets some to mix with its sends. */
+	if (point_receives(point))
+		npre = k + (int)rng_range(0, 4);
+	else if (point == MPROC__CRASH_LOCKED)
+		npre = (int)rng_range(0, 6);
+	for (int i = 0; i < npre; i++) {
+		rc = send_pay(q, rng_range(sizeof(struct pay), HOOK_CAP), 2,
+		              (uint32_t)round, pbase + (uint64_t)i, 1000);
+		expect_msg(rc == 0, "prefill: %s", mproc_strerror(rc));
+	}
+	child_seed = rng_next();
+	pid = check_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		rng_seed(child_seed);
+		mproc__crash_point = point;
+		mproc__crash_countdown = k;
+		if (point_sends(point))
+			hook_child_send(q, sh, base, round);
+		else if (point == MPROC__CRASH_LOCKED)
+			hook_child_mixed(q, sh, base, round);
+		else
+			hook_child_recv(q, sh);
+		_exit(3); /* the hook never fired */
+	}
+	check_reap_killed(pid);
+
+	/* The first call after the death repairs at once. */
+	t0 = check_now_ms();
+	st = stats_of(q);
+	expect_msg(check_now_ms() - t0 < 500, "repair took %lld ms",
+	           check_now_ms() - t0);
+	expect_msg(st.recoveries == *recoveries + 1,
+	           "recoveries %llu, expected %llu",
+	           (unsigned long long)st.recoveries,
+	           (unsigned long long)*recoveries + 1);
+	*recoveries = st.recoveries;
+
+	/* What the child took before it died, oldest first (FIFO). */
+	for (uint64_t i = 0; i < sh->ntaken; i++) {
+		uint64_t s = sh->taken[i];
+
+		if (s >= pbase && s < pbase + HOOK_MAX)
+			count[HOOK_MAX + (s - pbase)]++;
+		else if (s >= base && s < base + HOOK_MAX)
+			count[s - base]++;
+		else
+			ck_abort_msg("child took unknown seq %llu",
+			             (unsigned long long)s);
+	}
+	if (point_receives(point)) {
+		for (uint64_t i = 0; i < sh->ntaken; i++)
+			expect_msg(sh->taken[i] == pbase + i,
+			           "receive %llu out of order",
+			           (unsigned long long)i);
+		inflight_take = pbase + sh->ntaken;
+	}
+	inflight_send = base + sh->nok;
+
+	/* Drain: everything left must be whole. */
+	for (;;) {
+		struct pay p;
+		int torn;
+
+		rc = recv_pay(q, HOOK_CAP, MPROC_NOWAIT, &p, &torn);
+		if (rc == -EAGAIN)
+			break;
+		expect_msg(rc == 0, "drain: %s", mproc_strerror(rc));
+		expect_msg(!torn, "torn message after crash point %d", point);
+		expect_msg(p.round == (uint32_t)round,
+		           "message of round %u in round %d", p.round, round);
+		if (p.seq >= pbase && p.seq < pbase + HOOK_MAX)
+			count[HOOK_MAX + (p.seq - pbase)]++;
+		else if (p.seq >= base && p.seq < base + HOOK_MAX)
+			count[p.seq - base]++;
+		else
+			ck_abort_msg("unknown seq %llu",
+			             (unsigned long long)p.seq);
+	}
+
+	/* The parent's messages: once each, but the one a receiver died
+	 * taking: again after a copy (never committed), at most once after
+	 * its commit was journalled (or applied). */
+	for (int i = 0; i < npre; i++) {
+		uint64_t s = pbase + (uint64_t)i;
+		int c = count[HOOK_MAX + i];
+
+		if (s == inflight_take && point != MPROC__CRASH_RECV_COPY)
+			expect_msg(c <= 1, "seq %llu delivered %d times",
+			           (unsigned long long)s, c);
+		else
+			expect_msg(c == 1, "point %d: seq %llu delivered %d "
+			           "times (k %d)", point,
+			           (unsigned long long)s, c, k);
+	}
+	for (int i = npre; i < HOOK_MAX; i++)
+		expect_msg(count[HOOK_MAX + i] == 0,
+		           "unsent parent seq delivered");
+	/* The child's: once each for sends that returned 0; the send it died
+	 * in: never if it died copying, once if its commit was journalled or
+	 * applied, never if it died on taking the lock. */
+	for (uint64_t s = base; s < base + HOOK_MAX; s++) {
+		int c = count[s - base];
+
+		if (s < inflight_send)
+			expect_msg(c == 1, "point %d: sent seq %llu delivered "
+			           "%d times (k %d)", point,
+			           (unsigned long long)s, c, k);
+		else if (s == inflight_send &&
+		         (point == MPROC__CRASH_SEND_COMMIT ||
+		          point == MPROC__CRASH_SEND_APPLIED))
+			expect_msg(c == 1, "journalled send %llu delivered "
+			           "%d times", (unsigned long long)s, c);
+		else
+			expect_msg(c == 0, "point %d: unsent seq %llu "
+			           "delivered %d times", point,
+			           (unsigned long long)s, c);
+	}
+
+	check_drained(q);
+	check_round_trip(q, HOOK_CAP);
+}
+
+/* Loop index: the crash point. */
+static void test_crash_hook(int point)
+{
+	struct hook_shared *sh = shm_alloc(sizeof(*sh));
+	uint64_t seed = rng_seed_auto(), recoveries = 0;
+	mproc_conn *q;
+
+	/* A small ring, so records wrap and reuse bytes the dying copies
+	 * leave half-overwritten. */
+	q = queue_new(8192, HOOK_CAP, 0, 0);
+	for (int round = 1; round <= HOOK_ROUNDS; round++) {
+		hook_round(q, sh, point, round, &recoveries);
+		if (round == 1 && getenv("MPROC_TEST_VERBOSE"))
+			fprintf(stderr, "crash point %d seed %llu\n", point,
+			        (unsigned long long)seed);
+	}
+	ck_assert_int_eq(stats_of(q).recoveries, HOOK_ROUNDS);
+	mproc_close(q);
+	munmap(sh, sizeof(*sh));
+}
+
+START_TEST(test_crash_hook_point)
+{
+	test_crash_hook(_i);
+}
+END_TEST
+
+/* ---- random external kills ------------------------------------------- */
+
+#define RK_SENDERS 2
+#define RK_RECEIVERS 2
+#define RK_MAXSEQ 4096
+#define RK_CAP 256
+
+struct rk_shared {
+	uint64_t nok[RK_SENDERS]; /* sends that returned 0 */
+	uint32_t torn;
+	uint32_t count[RK_SENDERS][RK_MAXSEQ]; /* deliveries recorded */
+};
+
+static void rk_sender(mproc_conn *q, struct rk_shared *sh, int idx,
+                      uint32_t round)
+{
+	for (uint64_t seq = 0; seq < RK_MAXSEQ; seq++) {
+		int rc = send_pay(q, rng_range(sizeof(struct pay), RK_CAP),
+		                  (uint32_t)idx, round, seq, 5000);
+
+		if (rc != 0)
+			child_fail("send: %s", mproc_strerror(rc));
+		__atomic_store_n(&sh->nok[idx], seq + 1, __ATOMIC_SEQ_CST);
+	}
+	_exit(0);
+}
+
+static void rk_receiver(mproc_conn *q, struct rk_shared *sh, uint32_t round)
+{
+	for (;;) {
+		struct pay p;
+		int torn, rc = recv_pay(q, RK_CAP, 5000, &p, &torn);
+
+		if (rc != 0)
+			child_fail("recv: %s", mproc_strerror(rc));
+		if (torn || p.round != round || p.src >= RK_SENDERS ||
+		    p.seq >= RK_MAXSEQ) {
+			__atomic_add_fetch(&sh->torn, 1, __ATOMIC_SEQ_CST);
+			_exit(2);
+		}
+		__atomic_add_fetch(&sh->count[p.src][p.seq], 1,
+		                   __ATOMIC_SEQ_CST);
+	}
+}
+
+static void rk_round(mproc_conn *q, struct rk_shared *sh, uint32_t round,
+                     uint64_t *unaccounted_total)
+{
+	int ns = (int)rng_range(1, RK_SENDERS),
+	    nr = (int)rng_range(1, RK_RECEIVERS);
+	pid_t pids[RK_SENDERS + RK_RECEIVERS];
+	mproc_stats before = stats_of(q), after;
+	uint64_t counted = 0, missing = 0, unaccounted;
+	int n = 0;
+
+	memset(sh, 0, sizeof(*sh));
+	for (int i = 0; i < ns + nr; i++) {
+		uint32_t seed = rng_next();
+		pid_t pid = check_fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			rng_seed(seed);
+			if (i < ns)
+				rk_sender(q, sh, i, round);
+			rk_receiver(q, sh, round);
+		}
+		pids[n++] = pid;
+	}
+	usleep(rng_range(0, 2000));
+	/* Kill in a random order, a little apart. */
+	for (int i = n - 1; i > 0; i--) {
+		int j = (int)rng_range(0, (uint32_t)i);
+		pid_t t = pids[i];
+
+		pids[i] = pids[j];
+		pids[j] = t;
+	}
+	for (int i = 0; i < n; i++) {
+		kill(pids[i], SIGKILL);
+		if (rng_range(0, 1))
+			usleep(rng_range(0, 300));
+	}
+	for (int i = 0; i < n; i++) {
+		int st = check_wait_child(pids[i], 10000);
+
+		expect_msg(st >= 0, "child did not end");
+		expect_msg((WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) ||
+		           (WIFEXITED(st) && WEXITSTATUS(st) == 0),
+		           "round %u: child ended badly: status 0x%x", round,
+		           st);
+	}
+	ck_assert_int_eq(sh->torn, 0);
+
+	/* Drain. */
+	for (;;) {
+		struct pay p;
+		int torn, rc = recv_pay(q, RK_CAP, MPROC_NOWAIT, &p, &torn);
+
+		if (rc == -EAGAIN)
+			break;
+		expect_msg(rc == 0, "drain: %s", mproc_strerror(rc));
+		expect_msg(!torn && p.round == round && p.src < RK_SENDERS &&
+		               p.seq < RK_MAXSEQ,
+		           "round %u: bad message", round);
+		sh->count[p.src][p.seq]++;
+	}
+	check_drained(q);
+	after = stats_of(q);
+
+	/*
+	 * Exactly once, except: a receiver killed between taking a message
+	 * and recording it leaves that message unrecorded (at most one per
+	 * receiver), and the send a sender died in may or may not count.
+	 */
+	for (int s = 0; s < ns; s++) {
+		for (uint64_t seq = 0; seq < RK_MAXSEQ; seq++) {
+			uint32_t c = sh->count[s][seq];
+
+			expect_msg(c <= 1, "round %u: %d/%llu delivered %u "
+			           "times", round, s,
+			           (unsigned long long)seq, c);
+			if (seq > sh->nok[s])
+				expect_msg(c == 0, "round %u: never sent "
+				           "%d/%llu delivered", round, s,
+				           (unsigned long long)seq);
+			if (seq < sh->nok[s] && c == 0)
+				missing++;
+			counted += c;
+		}
+	}
+	expect_msg(after.received >= before.received + counted,
+	           "round %u: received %llu < counted %llu", round,
+	           (unsigned long long)(after.received - before.received),
+	           (unsigned long long)counted);
+	unaccounted = after.received - before.received - counted;
+	expect_msg(unaccounted <= (uint64_t)nr && missing <= unaccounted,
+	           "round %u: %llu messages lost (%llu taken unrecorded, "
+	           "%d receivers)", round, (unsigned long long)missing,
+	           (unsigned long long)unaccounted, nr);
+	*unaccounted_total += unaccounted;
+}
+
+START_TEST(test_crash_random_kills)
+{
+	struct rk_shared *sh = shm_alloc(sizeof(*sh));
+	long long end = check_now_ms() + 1000LL * (check_stress_seconds() + 2);
+	uint64_t unaccounted = 0;
+	uint32_t round;
+	mproc_conn *q;
+
+	rng_seed_auto();
+	/* A ring of a few records: senders block, receivers sleep. */
+	q = queue_new(4096, RK_CAP, 0, 0);
+	for (round = 1; round <= 300; round++) {
+		rk_round(q, sh, round, &unaccounted);
+		if (round >= 100 && check_now_ms() > end)
+			break;
+	}
+	check_round_trip(q, RK_CAP);
+	if (getenv("MPROC_TEST_VERBOSE"))
+		fprintf(stderr,
+		        "random kills: %u rounds, %llu recoveries, %llu "
+		        "taken by the dying\n",
+		        round - 1, (unsigned long long)stats_of(q).recoveries,
+		        (unsigned long long)unaccounted);
+	mproc_close(q);
+	munmap(sh, sizeof(*sh));
+}
+END_TEST
+
+/* ---- waiters killed while asleep -------------------------------------- */
+
+#define WAIT_ROUNDS 150
+
+enum { WAIT_RECV, WAIT_SEND, WAIT_JOIN, WAIT_KINDS };
+
+struct wait_shared {
+	uint32_t ready;
+};
+
+/* 1 when /proc says pid is asleep (S), 0 otherwise. */
+static int proc_sleeping(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' && p[2] == 'S';
+}
+
+/* Wait until the child said it is about to block, then (usually) until it
+ * is asleep in the kernel. */
+static void wait_blocked(struct wait_shared *sh, pid_t pid, int asleep)
+{
+	long long end = check_now_ms() + 5000;
+
+	while (!__atomic_load_n(&sh->ready, __ATOMIC_SEQ_CST)) {
+		ck_assert_msg(check_now_ms() < end, "waiter never started");
+		usleep(50);
+	}
+	if (!asleep) {
+		usleep(rng_range(0, 100));
+		return;
+	}
+	end = check_now_ms() + 1000;
+	while (!proc_sleeping(pid) && check_now_ms() < end)
+		usleep(50);
+}
+
+static pid_t wait_spawn(mproc_conn *q, struct wait_shared *sh, int kind)
+{
+	pid_t pid;
+
+	__atomic_store_n(&sh->ready, 0, __ATOMIC_SEQ_CST);
+	pid = check_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct pay p;
+		int torn, rc;
+
+		__atomic_store_n(&sh->ready, 1, __ATOMIC_SEQ_CST);
+		switch (kind) {
+		case WAIT_RECV:
+			rc = recv_pay(q, HOOK_CAP, 5000, &p, &torn);
+			break;
+		case WAIT_SEND:
+			rc = send_pay(q, 64, 7, 0, 7, 5000);
+			break;
+		default:
+			rc = mproc_queue_join(q, 5000);
+			break;
+		}
+		/* A recv waiter may be the survivor of the pair: it must get
+		 * the parent's message. */
+		_exit(rc == 0 && kind == WAIT_RECV && !torn && p.src == 8 ? 0
+		                                                          : 1);
+	}
+	return pid;
+}
+
+/* One timed call of the parent's after a waiter died: at once. */
+#define check_prompt(call, what)                                              \
+	do {                                                                  \
+		long long t0_ = check_now_ms();                               \
+		int rc_ = (call);                                             \
+		long long dt_ = check_now_ms() - t0_;                         \
+		ck_assert_msg(rc_ == 0, "%s after a waiter died: %s", what,   \
+		              mproc_strerror(rc_));                           \
+		ck_assert_msg(dt_ < 300, "%s took %lld ms after a waiter "    \
+		              "died", what, dt_);                             \
+	} while (0)
+
+static void waiter_round(mproc_conn *q, mproc_conn *q1, struct wait_shared *sh,
+                         int kind, int round)
+{
+	mproc_conn *wq = kind == WAIT_SEND ? q1 : q;
+	pid_t pid, other = -1;
+	struct pay p;
+	int torn;
+
+	/* A full one-message queue for the sender; mail nobody takes for
+	 * the joiner. */
+	if (kind == WAIT_SEND)
+		ck_assert_int_eq(send_pay(q1, 64, 9, 0, (uint64_t)round, 1000),
+		                 0);
+	if (kind == WAIT_JOIN)
+		ck_assert_int_eq(send_pay(q, 64, 9, 0, (uint64_t)round, 1000),
+		                 0);
+
+	pid = wait_spawn(wq, sh, kind);
+	wait_blocked(sh, pid, rng_range(0, 3) != 0);
+	/* Half the time a second receiver sleeps beside the one that dies:
+	 * the next message must still wake it. */
+	if (kind == WAIT_RECV && rng_range(0, 1)) {
+		other = wait_spawn(q, sh, WAIT_RECV);
+		wait_blocked(sh, other, 1);
+	}
+	kill(pid, SIGKILL);
+	check_reap_killed(pid);
+
+	if (kind == WAIT_SEND) {
+		check_prompt(recv_pay(q1, HOOK_CAP, 1000, &p, &torn), "recv");
+		ck_assert(!torn && p.src == 9 && p.seq == (uint64_t)round);
+		check_prompt(send_pay(q1, 64, 8, 0, 1, 1000), "send");
+		check_prompt(recv_pay(q1, HOOK_CAP, 1000, &p, &torn), "recv");
+		ck_assert(!torn && p.src == 8);
+		check_drained(q1);
+		return;
+	}
+	if (kind == WAIT_JOIN) {
+		check_prompt(recv_pay(q, HOOK_CAP, 1000, &p, &torn), "recv");
+		ck_assert(!torn && p.src == 9 && p.seq == (uint64_t)round);
+	}
+	if (other > 0) {
+		/* The survivor takes this one. */
+		check_prompt(send_pay(q, 64, 8, 0, 1, 1000), "send");
+		check_reap_ok(other, 2000);
+	}
+	check_prompt(send_pay(q, 64, 8, 0, 2, 1000), "send");
+	check_prompt(recv_pay(q, HOOK_CAP, 1000, &p, &torn), "recv");
+	ck_assert(!torn && p.src == 8 && p.seq == 2);
+	check_prompt(mproc_queue_join(q, 1000), "join");
+	check_drained(q);
+}
+
+/* Loop index: what the waiter waits in (WAIT_*). */
+START_TEST(test_crash_waiter_killed)
+{
+	struct wait_shared *sh = shm_alloc(sizeof(*sh));
+	mproc_conn *q = queue_new(16384, HOOK_CAP, 0, 0);
+	mproc_conn *q1 = queue_new(16384, HOOK_CAP, 1, 0);
+
+	rng_seed_auto();
+	for (int round = 1; round <= WAIT_ROUNDS; round++)
+		waiter_round(q, q1, sh, _i, round);
+	/* Dying asleep is not dying with the lock: nothing to repair. */
+	ck_assert_int_eq(stats_of(q).recoveries, 0);
+	ck_assert_int_eq(stats_of(q1).recoveries, 0);
+	mproc_close(q1);
+	mproc_close(q);
+	munmap(sh, sizeof(*sh));
+}
+END_TEST
+
+/* ---- a lock holder stopped, not dead ---------------------------------- */
+
+struct stop_shared {
+	uint32_t in_pred;
+	uint32_t release;
+};
+
+/* Holds the queue's lock (predicates run under it) until released. */
+static int stall_pred(const mproc_msg *m, void *arg)
+{
+	struct stop_shared *sh = arg;
+	long long end = check_now_ms() + 20000;
+
+	MPROC__UNUSED(m);
+	__atomic_store_n(&sh->in_pred, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&sh->release, __ATOMIC_SEQ_CST) &&
+	       check_now_ms() < end)
+		usleep(1000);
+	return 1;
+}
+
+/* A call that must time out, taking about as long as it was allowed. */
+#define check_times_out(call, lo_ms, hi_ms, what)                             \
+	do {                                                                  \
+		long long t0_ = check_now_ms();                               \
+		int rc_ = (call);                                             \
+		long long dt_ = check_now_ms() - t0_;                         \
+		ck_assert_msg(rc_ == -ETIMEDOUT, "%s with a stopped holder: " \
+		              "%s", what, mproc_strerror(rc_));               \
+		ck_assert_msg(dt_ >= (lo_ms) && dt_ < (hi_ms),                \
+		              "%s timed out after %lld ms", what, dt_);       \
+	} while (0)
+
+START_TEST(test_crash_stopped_holder)
+{
+	struct stop_shared *sh = shm_alloc(sizeof(*sh));
+	mproc_conn *q = queue_new(16384, HOOK_CAP, 0, 0);
+	uint64_t rec0 = stats_of(q).recoveries;
+	mproc_stats st;
+	pid_t holder, waker;
+	long long t0;
+	struct pay p;
+	int torn, rc, ws;
+
+	ck_assert_int_eq(send_pay(q, 100, 1, 0, 1, 1000), 0);
+	ck_assert_int_eq(send_pay(q, 100, 1, 0, 2, 1000), 0);
+	holder = check_fork();
+	ck_assert_int_ge(holder, 0);
+	if (holder == 0) {
+		uint8_t buf[HOOK_CAP];
+		mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
+
+		rc = mproc_recv(q, &m, stall_pred, sh, 5000);
+		_exit(rc == 0 && pay_check(buf, m.size, &p) == 0 && p.seq == 1
+		              ? 0
+		              : 1);
+	}
+	t0 = check_now_ms();
+	while (!__atomic_load_n(&sh->in_pred, __ATOMIC_SEQ_CST)) {
+		ck_assert_msg(check_now_ms() - t0 < 5000,
+		              "holder never locked");
+		usleep(100);
+	}
+	ck_assert_int_eq(kill(holder, SIGSTOP), 0);
+	ck_assert_int_eq(waitpid(holder, &ws, WUNTRACED), holder);
+	ck_assert(WIFSTOPPED(ws));
+
+	/* Stopped is not dead: everyone times out, nobody repairs. */
+	check_times_out(send_pay(q, 100, 1, 0, 3, 200), 150, 1500, "send");
+	check_times_out(recv_pay(q, HOOK_CAP, 200, &p, &torn), 150, 1500,
+	                "recv");
+	check_times_out(mproc_queue_join(q, 200), 150, 1500, "join");
+	check_times_out(mproc_queue_stats(q, &st), 200, 5000, "stats");
+	check_times_out(mproc_queue_empty(q), 200, 5000, "empty");
+	t0 = check_now_ms();
+	rc = recv_pay(q, HOOK_CAP, MPROC_NOWAIT, &p, &torn);
+	ck_assert_msg(rc == -ETIMEDOUT || rc == -EAGAIN,
+	              "polling recv with a stopped holder: %s",
+	              mproc_strerror(rc));
+	ck_assert_int_lt(check_now_ms() - t0, 1000);
+
+	/* Let it go while we wait: our receive then takes the second one. */
+	__atomic_store_n(&sh->release, 1, __ATOMIC_SEQ_CST);
+	waker = check_fork();
+	ck_assert_int_ge(waker, 0);
+	if (waker == 0) {
+		usleep(300 * 1000);
+		_exit(kill(holder, SIGCONT) == 0 ? 0 : 1);
+	}
+	t0 = check_now_ms();
+	rc = recv_pay(q, HOOK_CAP, 5000, &p, &torn);
+	ck_assert_msg(rc == 0, "recv after SIGCONT: %s", mproc_strerror(rc));
+	ck_assert(!torn && p.seq == 2);
+	ck_assert_int_ge(check_now_ms() - t0, 200);
+	check_reap_ok(waker, 5000);
+	check_reap_ok(holder, 5000);
+
+	st = stats_of(q);
+	ck_assert_int_eq(st.recoveries, rec0);
+	check_drained(q);
+	check_round_trip(q, HOOK_CAP);
+	mproc_close(q);
+	munmap(sh, sizeof(*sh));
+}
+END_TEST
+
+/* ---- a lock holder killed while others wait for the lock -------------- */
+
+#define HELD_ROUNDS 100
+
+struct held_shared {
+	uint32_t in_pred;
+	uint32_t ready[2];
+};
+
+/* Takes the lock (predicates run under it) and keeps it until killed. */
+static int hold_pred(const mproc_msg *m, void *arg)
+{
+	struct held_shared *sh = arg;
+	long long end = check_now_ms() + 10000;
+
+	MPROC__UNUSED(m);
+	__atomic_store_n(&sh->in_pred, 1, __ATOMIC_SEQ_CST);
+	while (check_now_ms() < end)
+		usleep(1000);
+	return 0;
+}
+
+/*
+ * A process dies holding the lock while two others are blocked on it: one
+ * in a timed wait (a receive), one in an untimed one (mproc_send, which
+ * waits for ever). Both must get the lock at once, one of them repairs,
+ * and nothing is lost.
+ */
+START_TEST(test_crash_holder_killed)
+{
+	struct held_shared *sh = shm_alloc(sizeof(*sh));
+	mproc_conn *q = queue_new(16384, HOOK_CAP, 0, 0);
+	uint64_t rec = 0;
+
+	for (int round = 1; round <= HELD_ROUNDS; round++) {
+		pid_t holder, w[2];
+		long long t0;
+		int got = 0;
+
+		memset(sh, 0, sizeof(*sh));
+		ck_assert_int_eq(send_pay(q, 100, 1, (uint32_t)round, 1, 1000),
+		                 0);
+		holder = check_fork();
+		ck_assert_int_ge(holder, 0);
+		if (holder == 0) {
+			uint8_t buf[HOOK_CAP];
+			mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
+
+			mproc_recv(q, &m, hold_pred, sh, 5000);
+			_exit(3);
+		}
+		t0 = check_now_ms();
+		while (!__atomic_load_n(&sh->in_pred, __ATOMIC_SEQ_CST)) {
+			ck_assert_msg(check_now_ms() - t0 < 5000,
+			              "holder never locked");
+			usleep(50);
+		}
+		for (int i = 0; i < 2; i++) {
+			w[i] = check_fork();
+			ck_assert_int_ge(w[i], 0);
+			if (w[i] == 0) {
+				struct pay p;
+				int torn = 0, rc;
+
+				__atomic_store_n(&sh->ready[i], 1,
+				                 __ATOMIC_SEQ_CST);
+				if (i == 0) {
+					rc = recv_pay(q, HOOK_CAP, 5000, &p,
+					              &torn);
+					rc = rc == 0 && !torn && p.seq == 1;
+				} else {
+					uint8_t buf[64];
+
+					pay_make(buf, sizeof(buf), 2,
+					         (uint32_t)round, 2);
+					rc = mproc_send(q, MPROC_USER, 0, buf,
+					                sizeof(buf)) == 0;
+				}
+				_exit(rc ? 0 : 1);
+			}
+		}
+		for (int i = 0; i < 2; i++) {
+			t0 = check_now_ms();
+			while (!__atomic_load_n(&sh->ready[i],
+			                        __ATOMIC_SEQ_CST) &&
+			       check_now_ms() - t0 < 5000)
+				usleep(50);
+			t0 = check_now_ms();
+			while (!proc_sleeping(w[i]) &&
+			       check_now_ms() - t0 < 1000)
+				usleep(50);
+		}
+		kill(holder, SIGKILL);
+		check_reap_killed(holder);
+		/* Woken by the kernel's robust-list walk, not by a timeout. */
+		for (int i = 0; i < 2; i++)
+			check_reap_ok(w[i], 2000);
+
+		/* The receiver took the first; the sender's is whole. */
+		for (;;) {
+			struct pay p;
+			int torn, rc = recv_pay(q, HOOK_CAP, MPROC_NOWAIT, &p,
+			                        &torn);
+
+			if (rc == -EAGAIN)
+				break;
+			expect_msg(rc == 0 && !torn && p.src == 2 &&
+			               p.seq == 2 && p.round == (uint32_t)round,
+			           "round %d: unexpected message", round);
+			got++;
+		}
+		expect_msg(got == 1, "round %d: %d messages left", round, got);
+		expect_msg(stats_of(q).recoveries == ++rec,
+		           "round %d: no repair", round);
+		check_drained(q);
+	}
+	mproc_close(q);
+	munmap(sh, sizeof(*sh));
+}
+END_TEST
+
+/* ---- a scribbled mapping ---------------------------------------------- */
+
+/*
+ * A mirror of the layout at the top of src/queue.c (QUEUE_LAYOUT 1), so the
+ * tests can aim at named fields. corrupt_open checks it against a live
+ * queue (magic, sizes, the lock's place, the counts after known sends):
+ * if queue.c changes its layout these tests say so instead of scribbling
+ * in the wrong place.
+ */
+#define M_QUEUE_MAGIC 0x6d70726f63517565ull
+#define M_REC_MAGIC 0x5245434du
+#define M_REC_CONSUMED (1u << 0)
+#define M_REC_LEASED (1u << 1)
+
+struct m_rec {
+	uint32_t magic;
+	uint32_t len;
+	uint32_t flags;
+	uint32_t attempts;
+	int32_t request;
+	int32_t sender;
+	int32_t recipient;
+	uint32_t size;
+	int32_t lease_pid;
+	uint32_t reserved;
+	uint64_t sent_ns;
+	uint64_t id;
+};
+
+struct m_state {
+	uint64_t head, tail, queued, leased, taken, unfinished;
+	uint64_t sent, received, purged, gen;
+};
+
+struct m_mark {
+	uint64_t off;
+	uint32_t flags;
+	uint32_t attempts;
+	int32_t lease_pid;
+	uint32_t reserved;
+};
+
+struct m_journal {
+	uint32_t valid;
+	uint32_t reserved;
+	struct m_mark mark;
+	struct m_state st;
+};
+
+struct m_shared {
+	uint64_t magic;
+	uint32_t layout;
+	uint32_t header_size;
+	uint64_t capacity;
+	uint32_t max_payload;
+	uint32_t max_messages;
+	uint32_t flags;
+	uint32_t reserved0;
+	pthread_mutex_t lock __attribute__((aligned(64)));
+	struct m_state st;
+	uint64_t recoveries;
+	uint32_t data_seq __attribute__((aligned(64)));
+	uint32_t space_seq;
+	uint32_t done_seq;
+	uint32_t shutdown;
+	uint32_t recv_waiting;
+	uint32_t send_waiting;
+	uint32_t join_waiting;
+	struct m_journal journal __attribute__((aligned(64)));
+} __attribute__((aligned(64)));
+
+#define M_HDR ((uint64_t)sizeof(struct m_rec))
+#define M_LEN(size) (((M_HDR + (size)) + 7u) & ~(uint64_t)7u)
+
+#define CQ_CAP 2048u  /* a power of two: ring positions are masked */
+#define CQ_CAP_ODD 2008u /* not one: ring positions are divided */
+#define CQ_PAYLOAD 200u
+
+struct cq {
+	mproc_conn *q;
+	struct m_shared *s;
+	uint8_t *ring;
+	size_t len;
+	uint64_t cap;
+	int manual;
+};
+
+static uint64_t ring_u64(const struct cq *c, uint64_t off)
+{
+	uint64_t v;
+
+	memcpy(&v, c->ring + off % c->cap, sizeof(v));
+	return v;
+}
+
+/* A pointer to a header field of the record at off (never straddles). */
+static void *rec_at(const struct cq *c, uint64_t off, size_t field)
+{
+	return c->ring + (off + field) % c->cap;
+}
+
+/* Sends n whole messages of random sizes; returns how many fit. */
+static int cq_fill(struct cq *c, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		uint32_t size = rng_range(sizeof(struct pay), CQ_PAYLOAD);
+
+		if (send_pay(c->q, size, 3, 0, (uint64_t)i, MPROC_NOWAIT) != 0)
+			break;
+	}
+	return i;
+}
+
+static int pred_odd_seq(const mproc_msg *m, void *arg)
+{
+	struct pay p;
+
+	MPROC__UNUSED(arg);
+	return m->size >= sizeof(p) && memcpy(&p, m->data, sizeof(p)) &&
+	       p.seq % 2 == 1;
+}
+
+/*
+ * corrupt_open: a fresh queue holding a few messages (some taken out of
+ * the middle, so consumed records and a moved head exist), its layout
+ * checked against the mirror.
+ */
+static void corrupt_open(struct cq *c, int manual, int odd_cap)
+{
+	size_t lock_off, lock_len;
+	uint8_t buf[CQ_PAYLOAD];
+	mproc_msg m;
+	int n, rc;
+
+	memset(c, 0, sizeof(*c));
+	c->manual = manual;
+	c->q = queue_new(odd_cap ? CQ_CAP_ODD : CQ_CAP, CQ_PAYLOAD, 0,
+	                 manual ? MPROC_QUEUE_MANUAL_DONE : 0);
+	c->s = mproc__queue_mapping(c->q, &c->len);
+	mproc__queue_lock_span(&lock_off, &lock_len);
+	c->cap = odd_cap ? CQ_CAP_ODD : CQ_CAP;
+	c->ring = (uint8_t *)c->s + sizeof(struct m_shared);
+	ck_assert_msg(c->s != NULL && c->s->magic == M_QUEUE_MAGIC &&
+	              c->s->layout == 1 &&
+	              c->s->header_size == sizeof(struct m_shared) &&
+	              c->s->capacity == c->cap &&
+	              c->s->max_payload == CQ_PAYLOAD &&
+	              c->len == sizeof(struct m_shared) + c->cap &&
+	              lock_off == offsetof(struct m_shared, lock) &&
+	              lock_len == sizeof(pthread_mutex_t),
+	              "the layout mirror in check_crash.c is out of date");
+	/* Move the head away from 0 so records wrap at the ring's end. */
+	n = cq_fill(c, (int)rng_range(0, 6));
+	for (int i = 0; i < n; i++) {
+		int torn;
+		struct pay p;
+
+		ck_assert_int_eq(recv_pay(c->q, CQ_PAYLOAD, MPROC_NOWAIT, &p,
+		                          &torn), 0);
+	}
+	if (manual)
+		for (int i = 0; i < n; i++)
+			ck_assert_int_eq(mproc_task_done(c->q), 0);
+	n = cq_fill(c, (int)rng_range(3, 12));
+	expect_msg(c->s->st.queued == (uint64_t)n &&
+	           c->s->st.unfinished == (uint64_t)n &&
+	           c->s->journal.valid == 0,
+	           "the layout mirror in check_crash.c is out of date");
+	/* Holes: take some odd ones out of the middle. */
+	for (int i = (int)rng_range(0, 2); i > 0; i--) {
+		memset(&m, 0, sizeof(m));
+		m.data = buf;
+		m.capacity = sizeof(buf);
+		rc = mproc_recv(c->q, &m, pred_odd_seq, NULL, MPROC_NOWAIT);
+		if (rc == 0 && manual)
+			ck_assert_int_eq(mproc_task_done(c->q), 0);
+	}
+}
+
+static void corrupt_close(struct cq *c)
+{
+	mproc_close(c->q);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Records from head to tail, as the mirror sees them (stops at garbage). */
+static int cq_records(const struct cq *c, uint64_t *offs, int max)
+{
+	uint64_t off = c->s->st.head;
+	int n = 0;
+
+	while (off < c->s->st.tail && n < max) {
+		struct m_rec r;
+
+		for (size_t i = 0; i < sizeof(r); i += 8) {
+			uint64_t w = ring_u64(c, off + i);
+
+			memcpy((uint8_t *)&r + i, &w, 8);
+		}
+		if (r.magic != M_REC_MAGIC || r.len < M_HDR)
+			break;
+		offs[n++] = off;
+		off += r.len;
+	}
+	return n;
+}
+
+/* Kill a child while it holds the lock, so the next call repairs. */
+static void cq_dead_owner(struct cq *c)
+{
+	pid_t pid = check_fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		mproc__crash_point = MPROC__CRASH_LOCKED;
+		mproc__crash_countdown = 1;
+		mproc_queue_empty(c->q);
+		_exit(3);
+	}
+	check_reap_killed(pid);
+}
+
+static volatile uint8_t pred_sink;
+
+/* Reads every byte the queue shows it (the sanitizer checks them). */
+static int pred_read_all(const mproc_msg *m, void *arg)
+{
+	const uint8_t *p = m->data;
+	uint8_t x = 0;
+
+	if (m->size > CQ_PAYLOAD || (m->size > 0 && p == NULL))
+		ck_abort_msg("predicate shown %u bytes at %p", m->size,
+		             m->data);
+	for (uint32_t i = 0; i < m->size; i++)
+		x ^= p[i];
+	pred_sink = x;
+	return arg != NULL || (rng_next() & 1);
+}
+
+static void dead_read_all(const mproc_msg *m, uint32_t attempts, void *arg)
+{
+	MPROC__UNUSED(attempts);
+	pred_read_all(m, arg);
+}
+
+enum {
+	CALL_SEND, CALL_RECV, CALL_RECV_SMALL, CALL_RECV_PRED, CALL_STATS,
+	CALL_EMPTY, CALL_JOIN, CALL_PURGE, CALL_DONE, CALL_LEASE,
+	CALL_LEASE_DONE, CALL_RELEASE, CALL_SHUTDOWN, CALL_KINDS
+};
+
+/*
+ * corrupt_call runs one call on a possibly scribbled queue and checks it
+ * returned something the contract allows, promptly. Returns its result.
+ */
+static int corrupt_call(struct cq *c, int kind)
+{
+	uint8_t *buf = malloc(CQ_PAYLOAD);
+	uint32_t cap = CQ_PAYLOAD;
+	struct mproc__lease lease;
+	long long t0 = check_now_ms();
+	mproc_stats st;
+	mproc_msg m;
+	int rc = 0, ok = 0;
+
+	ck_assert_ptr_nonnull(buf);
+	memset(&m, 0, sizeof(m));
+	m.data = buf;
+	m.capacity = CQ_PAYLOAD;
+	switch (kind) {
+	case CALL_SEND:
+		rc = send_pay(c->q,
+		              rng_range(0, 1) ? 0 : rng_range(32, CQ_PAYLOAD),
+		              4, 0, 1, MPROC_NOWAIT);
+		if (rc == -EINVAL) /* size 0 with a NULL-free buffer is fine */
+			rc = -EPROTO - 1000;
+		ok = rc == 0 || rc == -EAGAIN || rc == -EPROTO ||
+		     rc == -ESHUTDOWN;
+		break;
+	case CALL_RECV_SMALL:
+		cap = rng_range(0, 64);
+		m.capacity = cap;
+		/* fall through */
+	case CALL_RECV:
+		rc = mproc_recv(c->q, &m, NULL, NULL, MPROC_NOWAIT);
+		ok = rc == -EAGAIN || rc == -EPROTO || rc == -ESHUTDOWN ||
+		     (rc == 0 && m.size <= cap) ||
+		     (rc == -EMSGSIZE && m.size > cap && m.size <= CQ_PAYLOAD);
+		break;
+	case CALL_RECV_PRED:
+		rc = mproc_recv(c->q, &m, pred_read_all, NULL, MPROC_NOWAIT);
+		ok = rc == -EAGAIN || rc == -EPROTO || rc == -ESHUTDOWN ||
+		     (rc == 0 && m.size <= cap);
+		break;
+	case CALL_STATS:
+		rc = mproc_queue_stats(c->q, &st);
+		ok = rc == -EPROTO ||
+		     (rc == 0 && st.bytes <= c->cap &&
+		      st.queued * M_HDR <= st.bytes &&
+		      st.unfinished >= st.queued && st.capacity == c->cap);
+		break;
+	case CALL_EMPTY:
+		rc = mproc_queue_empty(c->q);
+		ok = rc == 0 || rc == 1 || rc == -EPROTO;
+		break;
+	case CALL_JOIN:
+		rc = mproc_queue_join(c->q, MPROC_NOWAIT);
+		ok = rc == 0 || rc == -EAGAIN || rc == -EPROTO ||
+		     rc == -ESHUTDOWN;
+		break;
+	case CALL_PURGE:
+		rc = mproc_queue_purge(c->q);
+		ok = rc >= 0 || rc == -EPROTO;
+		break;
+	case CALL_DONE:
+		rc = mproc_task_done(c->q);
+		ok = rc == -EINVAL || (c->manual && (rc == 0 || rc == -EPROTO));
+		break;
+	case CALL_LEASE:
+		rc = mproc__queue_recv_lease(c->q, &m, NULL, NULL, MPROC_NOWAIT,
+		                             &lease);
+		ok = rc == -EAGAIN || rc == -EPROTO || rc == -ESHUTDOWN ||
+		     (rc == 0 && m.size <= cap);
+		if (rc == 0 && rng_range(0, 1)) {
+			rc = mproc__queue_lease_done(c->q, &lease);
+			ok = rc == 0 || rc == -ENOENT || rc == -EPROTO;
+		}
+		break;
+	case CALL_LEASE_DONE:
+		lease.cookie = rng_range(0, 1)
+		                   ? rng_next64()
+		                   : c->s->st.head + 8 * rng_range(0, 64);
+		lease.attempts = 1;
+		rc = mproc__queue_lease_done(c->q, &lease);
+		ok = rc == 0 || rc == -ENOENT || rc == -EPROTO;
+		break;
+	case CALL_RELEASE:
+		rc = mproc__queue_lease_release(c->q, rng_range(0, 1) ? getpid()
+		                                                      : 12345,
+		                                rng_range(0, 2), dead_read_all,
+		                                NULL);
+		ok = rc >= 0 || rc == -EPROTO;
+		break;
+	case CALL_SHUTDOWN:
+		rc = mproc_queue_shutdown(c->q);
+		ok = rc == 0 || rc == -EPROTO;
+		break;
+	}
+	free(buf);
+	expect_msg(ok, "call %d on a scribbled queue returned %d (%s)", kind,
+	           rc, mproc_strerror(rc));
+	expect_msg(check_now_ms() - t0 < 1000, "call %d took %lld ms", kind,
+	           check_now_ms() - t0);
+	return rc;
+}
+
+/* Every call but shutdown, once each; returns how many did not give
+ * -EPROTO (task_done on an automatic queue, -EINVAL, does not count). */
+static int corrupt_all_calls(struct cq *c)
+{
+	int n = 0;
+
+	for (int k = 0; k < CALL_SHUTDOWN; k++) {
+		int rc = corrupt_call(c, k);
+
+		if (rc != -EPROTO && !(k == CALL_DONE && rc == -EINVAL))
+			n++;
+	}
+	return n;
+}
+
+/* After a repair: the queue serves its messages whole and works. */
+static void corrupt_check_healthy(struct cq *c)
+{
+	for (;;) {
+		struct pay p;
+		int torn,
+		    rc = recv_pay(c->q, CQ_PAYLOAD, MPROC_NOWAIT, &p, &torn);
+
+		if (rc == -EAGAIN)
+			break;
+		ck_assert_msg(rc == 0 && !torn, "restored queue: %s%s",
+		              mproc_strerror(rc), torn ? " (torn)" : "");
+		if (c->manual)
+			ck_assert_int_eq(mproc_task_done(c->q), 0);
+	}
+	check_drained(c->q);
+	check_round_trip(c->q, CQ_PAYLOAD);
+	if (c->manual)
+		ck_assert_int_eq(mproc_task_done(c->q), 0);
+}
+
+/* Garbage of the kinds that slip past naive checks. */
+static uint64_t garbage(uint64_t orig, uint64_t cap)
+{
+	switch (rng_range(0, 11)) {
+	case 0: return orig + 8;
+	case 1: return orig - 8;
+	case 2: return orig + 1;
+	case 3: return orig + cap;
+	case 4: return orig + M_HDR;
+	case 5: return 0;
+	case 6: return UINT64_MAX;
+	case 7: return UINT64_MAX - 7;
+	case 8: return cap;
+	case 9: return (uint64_t)1 << 63;
+	case 10: return orig ^ ((uint64_t)1 << rng_range(0, 63));
+	default: return rng_next64();
+	}
+}
+
+static void poke64(void *p, uint64_t v) { memcpy(p, &v, 8); }
+static void poke32(void *p, uint32_t v) { memcpy(p, &v, 4); }
+
+#define CORRUPT_ROUNDS 40
+
+/* The identity fields: every call gives -EPROTO; put back, all is well. */
+START_TEST(test_crash_corrupt_identity)
+{
+	static const struct { size_t off, width; } f[] = {
+		{ offsetof(struct m_shared, magic), 8 },
+		{ offsetof(struct m_shared, layout), 4 },
+		{ offsetof(struct m_shared, header_size), 4 },
+		{ offsetof(struct m_shared, capacity), 8 },
+		{ offsetof(struct m_shared, max_payload), 4 },
+		{ offsetof(struct m_shared, max_messages), 4 },
+		{ offsetof(struct m_shared, flags), 4 },
+	};
+
+	rng_seed_auto();
+	for (int round = 0; round < CORRUPT_ROUNDS; round++) {
+		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+			struct cq c;
+			uint8_t save[8], *field;
+			uint64_t v;
+			mproc_conn *view = NULL;
+
+			corrupt_open(&c, round % 2, round % 4 == 1);
+			field = (uint8_t *)c.s + f[i].off;
+			memcpy(save, field, f[i].width);
+			do {
+				v = garbage(0, c.cap);
+				if (f[i].width == 8)
+					poke64(field, v);
+				else
+					poke32(field, (uint32_t)v);
+			} while (memcmp(save, field, f[i].width) == 0);
+			ck_assert_int_eq(corrupt_all_calls(&c), 0);
+			ck_assert_int_eq(mproc_queue_shutdown(c.q), -EPROTO);
+			/* A bad identity cannot be attached. (The geometry
+			 * fields are the attacher's to believe: a mapping has
+			 * no other record of them.) */
+			if (i < 3)
+				ck_assert_int_eq(mproc__queue_attach(&view, c.s,
+				                                     c.len),
+				                 -EPROTO);
+			memcpy(field, save, f[i].width);
+			ck_assert_int_eq(mproc__queue_attach(&view, c.s, c.len),
+			                 0);
+			ck_assert_int_eq(mproc_queue_empty(view), 0);
+			mproc_close(view);
+			ck_assert_int_eq(stats_of(c.q).recoveries, 0);
+			corrupt_check_healthy(&c);
+			corrupt_close(&c);
+		}
+	}
+}
+END_TEST
+
+/* The ring state: -EPROTO or a working call, never a crash or a hang;
+ * when every call refused, putting it back makes all well. */
+START_TEST(test_crash_corrupt_state)
+{
+	static const size_t f[] = {
+	    offsetof(struct m_state, head),
+	    offsetof(struct m_state, tail),
+	    offsetof(struct m_state, queued),
+	    offsetof(struct m_state, leased),
+	    offsetof(struct m_state, taken),
+	    offsetof(struct m_state, unfinished),
+	    offsetof(struct m_state, sent),
+	    offsetof(struct m_state, received),
+	    offsetof(struct m_state, purged),
+	    offsetof(struct m_state, gen),
+	};
+	int refused = 0, total = 0;
+
+	rng_seed_auto();
+	for (int round = 0; round < CORRUPT_ROUNDS; round++) {
+		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+			struct cq c;
+			uint8_t *field;
+			uint64_t save, v;
+			int worked;
+
+			corrupt_open(&c, round % 2, round % 4 == 1);
+			if (round % 3 == 2)
+				cq_dead_owner(&c); /* garbage meets a repair */
+			field = (uint8_t *)&c.s->st + f[i];
+			memcpy(&save, field, 8);
+			do
+				v = garbage(save, c.cap);
+			while (v == save);
+			poke64(field, v);
+			worked = corrupt_all_calls(&c);
+			total++;
+			if (f[i] >= offsetof(struct m_state, sent)) {
+				/* Totals and the generation guard nothing. */
+				ck_assert_msg(worked > 0, "field %zu refused",
+				              f[i]);
+			} else if (worked == 0) {
+				refused++;
+				poke64(field, save);
+				if (round % 3 != 2) /* a failed repair sticks */
+					corrupt_check_healthy(&c);
+			}
+			for (int k = 0; k < 20; k++)
+				corrupt_call(&c,
+				             (int)rng_range(0, CALL_SHUTDOWN));
+			corrupt_close(&c);
+		}
+	}
+	/* Most garbage is caught, not served. */
+	ck_assert_msg(refused > total / 3, "only %d of %d scribbles refused",
+	              refused, total);
+}
+END_TEST
+
+/* Record headers: what comes before the scribbled record is served whole
+ * and in order; then -EPROTO or working calls. */
+START_TEST(test_crash_corrupt_records)
+{
+	static const struct { size_t off, width; } f[] = {
+		{ offsetof(struct m_rec, magic), 4 },
+		{ offsetof(struct m_rec, len), 4 },
+		{ offsetof(struct m_rec, size), 4 },
+		{ offsetof(struct m_rec, flags), 4 },
+		{ offsetof(struct m_rec, attempts), 4 },
+		{ offsetof(struct m_rec, request), 4 },
+		{ offsetof(struct m_rec, recipient), 4 },
+		{ offsetof(struct m_rec, lease_pid), 4 },
+		{ offsetof(struct m_rec, sent_ns), 8 },
+	};
+	uint64_t offs[64];
+
+	rng_seed_auto();
+	for (int round = 0; round < 3 * CORRUPT_ROUNDS; round++) {
+		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+			struct cq c;
+			int n, victim, served = 0;
+			uint64_t v, last = 0;
+			uint32_t before[64];
+			uint8_t *field;
+
+			corrupt_open(&c, 0, round % 4 == 1);
+			n = cq_records(&c, offs, 64);
+			ck_assert_int_gt(n, 0);
+			victim = (int)rng_range(0, (uint32_t)n - 1);
+			/* The messages still queued before the victim. */
+			for (int j = 0; j < victim; j++) {
+				uint32_t fl = *(uint32_t *)rec_at(&c, offs[j],
+				        offsetof(struct m_rec, flags));
+
+				before[j] = fl & M_REC_CONSUMED ? 0 : 1;
+				served += (int)before[j];
+			}
+			if (round % 5 == 4)
+				cq_dead_owner(&c);
+			field = rec_at(&c, offs[victim], f[i].off);
+			v = rng_range(0, 3) == 0 ? rng_range(0, 7)
+			                        : garbage(0, c.cap);
+			if (f[i].width == 8)
+				poke64(field, v);
+			else
+				poke32(field, (uint32_t)v);
+			/* Those before the victim come out whole, in order. */
+			for (int j = 0; j < served; j++) {
+				struct pay p;
+				int torn,
+				    rc = recv_pay(c.q, CQ_PAYLOAD, MPROC_NOWAIT,
+				                  &p, &torn);
+
+				/* The repair's walk, or moving the head
+				 * past the last good one, reads the victim. */
+				if (rc == -EPROTO)
+					break;
+				expect_msg(rc == 0 && !torn &&
+				           (j == 0 || p.seq > last),
+				           "message %d before a scribbled "
+				           "record: %s%s", j,
+				           mproc_strerror(rc),
+				           torn ? " (torn)" : "");
+				last = p.seq;
+			}
+			for (int k = 0; k < 30; k++)
+				corrupt_call(&c,
+				             (int)rng_range(0, CALL_SHUTDOWN));
+			corrupt_close(&c);
+		}
+	}
+}
+END_TEST
+
+/* The journal: a valid flag nobody wrote is refused; a garbage journal
+ * left by a dead owner is refused or repaired; a sound one rolls forward. */
+START_TEST(test_crash_corrupt_journal)
+{
+	rng_seed_auto();
+	for (int round = 0; round < 4 * CORRUPT_ROUNDS; round++) {
+		struct m_journal *j;
+		uint64_t rec0;
+		struct cq c;
+		int kind = round % 4;
+
+		corrupt_open(&c, round % 8 >= 4, round % 16 >= 8);
+		j = &c.s->journal;
+		rec0 = stats_of(c.q).recoveries;
+		switch (kind) {
+		case 0: /* valid flag alone, no dead owner: refused */
+			do
+				j->valid = rng_next();
+			while (j->valid == 0);
+			ck_assert_int_eq(corrupt_all_calls(&c), 0);
+			j->valid = 0;
+			corrupt_check_healthy(&c);
+			break;
+		case 1: /* a dead owner left garbage marked valid */
+			cq_dead_owner(&c);
+			for (size_t i = 0; i < sizeof(*j); i += 4)
+				poke32((uint8_t *)j + i, rng_next());
+			if (j->valid == 0)
+				j->valid = 1;
+			for (int k = 0; k < 30; k++)
+				corrupt_call(&c,
+				             (int)rng_range(0, CALL_SHUTDOWN));
+			break;
+		case 2: { /* plausible: the real state, a field or mark off */
+			uint32_t span;
+			uint64_t *w;
+
+			cq_dead_owner(&c);
+			j->st = c.s->st;
+			j->mark.off = UINT64_MAX;
+			w = (uint64_t *)&j->st + rng_range(0, 9);
+			switch (rng_range(0, 2)) {
+			case 0:
+				*w = garbage(*w, c.cap);
+				break;
+			case 1:
+				span = (uint32_t)(c.s->st.tail - c.s->st.head);
+				j->mark.off = c.s->st.head + rng_range(0, span);
+				j->mark.flags = rng_range(0, 7);
+				j->mark.attempts = rng_next();
+				break;
+			default:
+				j->mark.off = garbage(c.s->st.head, c.cap);
+				j->mark.flags = rng_next();
+				break;
+			}
+			j->valid = 1;
+			for (int k = 0; k < 30; k++)
+				corrupt_call(&c,
+				             (int)rng_range(0, CALL_SHUTDOWN));
+			break;
+		}
+		default: /* a sound journal: rolled forward, all is well */
+			cq_dead_owner(&c);
+			j->st = c.s->st;
+			j->mark.off = UINT64_MAX;
+			j->valid = 1;
+			ck_assert_int_eq(stats_of(c.q).recoveries, rec0 + 1);
+			ck_assert_int_eq(j->valid, 0);
+			corrupt_check_healthy(&c);
+			break;
+		}
+		corrupt_close(&c);
+	}
+}
+END_TEST
+
+/* Writes n bytes at ring offset off, wrapping at the end. */
+static void ring_write(const struct cq *c, uint64_t off, const void *src,
+                       size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		c->ring[(off + i) % c->cap] = ((const uint8_t *)src)[i];
+}
+
+/*
+ * A commit cut short where no hook can reach: the owner died after
+ * applying the mark and the first `words` words of the new state (or all
+ * of them, with the journal still valid). Built by hand on the mirror: a
+ * send (a new record at tail) or a take of the head record. The next call
+ * must roll the journal forward, and the queue must hold exactly what the
+ * finished operation leaves.
+ */
+START_TEST(test_crash_torn_apply)
+{
+	rng_seed_auto();
+	for (int round = 0; round < 2 * CORRUPT_ROUNDS; round++) {
+		int is_send = round % 2, n, words;
+		struct m_state ns;
+		struct m_mark mk;
+		uint64_t offs[64], rec0, first = UINT64_MAX;
+		struct cq c;
+
+		corrupt_open(&c, 0, round % 4 >= 2);
+		/* Start clean: no holes, the head on a live record. */
+		for (;;) {
+			struct pay p;
+			int torn;
+
+			if (recv_pay(c.q, CQ_PAYLOAD, MPROC_NOWAIT, &p,
+			             &torn) < 0)
+				break;
+		}
+		n = cq_fill(&c, (int)rng_range(2, 6));
+		ck_assert_int_eq(cq_records(&c, offs, 64), n);
+		rec0 = stats_of(c.q).recoveries;
+		cq_dead_owner(&c);
+
+		ns = c.s->st;
+		mk.off = UINT64_MAX;
+		mk.flags = 0;
+		mk.attempts = 0;
+		mk.lease_pid = 0;
+		mk.reserved = 0;
+		if (is_send) {
+			uint8_t buf[CQ_PAYLOAD];
+			uint32_t size =
+			    rng_range(sizeof(struct pay), CQ_PAYLOAD);
+			struct m_rec r;
+
+			memset(&r, 0, sizeof(r));
+			r.magic = M_REC_MAGIC;
+			r.len = (uint32_t)M_LEN(size);
+			r.request = MPROC_USER;
+			r.sender = getpid();
+			r.size = size;
+			r.id = ns.sent;
+			pay_make(buf, size, 3, 0, (uint64_t)n);
+			ring_write(&c, ns.tail, &r, sizeof(r));
+			ring_write(&c, ns.tail + M_HDR, buf, size);
+			ns.tail += r.len;
+			ns.queued++;
+			ns.unfinished++;
+			ns.sent++;
+		} else {
+			uint32_t len = *(uint32_t *)rec_at(&c, ns.head,
+			                        offsetof(struct m_rec, len));
+
+			mk.off = ns.head;
+			mk.flags = M_REC_CONSUMED;
+			ns.head += len;
+			ns.queued--;
+			ns.unfinished--;
+			ns.received++;
+			first = 1; /* seq 0 is taken for good */
+		}
+		/* The journal, whole and valid ... */
+		c.s->journal.st = ns;
+		c.s->journal.mark = mk;
+		c.s->journal.valid = 1;
+		/* ... the mark applied, and `words` words of the state. */
+		words = (int)rng_range(0, 10);
+		if (mk.off != UINT64_MAX && (words > 0 || rng_range(0, 1)))
+			poke32(rec_at(&c, mk.off,
+			              offsetof(struct m_rec, flags)),
+			       mk.flags);
+		for (int w = 0; w < words; w++)
+			((uint64_t *)&c.s->st)[w] = ((uint64_t *)&ns)[w];
+
+		ck_assert_msg(stats_of(c.q).recoveries == rec0 + 1,
+		              "no recovery (%s, %d words applied)",
+		              is_send ? "send" : "take", words);
+		ck_assert_int_eq(c.s->journal.valid, 0);
+		/* Exactly what the finished operation leaves, in order. */
+		for (uint64_t want = is_send ? 0 : first;
+		     want < (uint64_t)n + (uint64_t)is_send; want++) {
+			struct pay p;
+			int torn, rc = recv_pay(c.q, CQ_PAYLOAD, MPROC_NOWAIT,
+			                        &p, &torn);
+
+			ck_assert_msg(rc == 0 && !torn && p.seq == want,
+			              "%s cut after %d words: message %llu: %s",
+			              is_send ? "send" : "take", words,
+			              (unsigned long long)want,
+			              rc ? mproc_strerror(rc) : "wrong one");
+		}
+		check_drained(c.q);
+		corrupt_close(&c);
+	}
+}
+END_TEST
+
+/* Anything but the lock, anywhere, a few bytes at a time. */
+START_TEST(test_crash_corrupt_random)
+{
+	size_t lock_off, lock_len;
+	int iters = 600;
+
+	rng_seed_auto();
+	mproc__queue_lock_span(&lock_off, &lock_len);
+	for (int it = 0; it < iters; it++) {
+		struct cq c;
+		uint8_t *base;
+		int spots = (int)rng_range(1, 8);
+
+		corrupt_open(&c, it % 2, it % 4 == 1);
+		base = (uint8_t *)c.s;
+		if (it % 8 == 3)
+			cq_dead_owner(&c);
+		for (int k = 0; k < spots; k++) {
+			size_t width = (size_t)1 << rng_range(0, 3), off;
+			uint64_t v;
+
+			/* Aim at the header half the time: it is small. */
+			if (rng_range(0, 1))
+				off = rng_range(0, sizeof(struct m_shared) - 8);
+			else
+				off = sizeof(struct m_shared) +
+				      rng_range(0, (uint32_t)c.cap - 8);
+			off &= ~(width - 1);
+			if (off + width > lock_off && off < lock_off + lock_len)
+				continue;
+			v = rng_range(0, 1) ? garbage(0, c.cap)
+			                    : (uint64_t)rng_range(0, 64);
+			memcpy(base + off, &v, width);
+		}
+		for (int k = 0; k < 25; k++)
+			corrupt_call(&c, (int)rng_range(0, CALL_SHUTDOWN));
+		if (rng_range(0, 7) == 0)
+			corrupt_call(&c, CALL_SHUTDOWN);
+		for (int k = 0; k < 5; k++)
+			corrupt_call(&c, (int)rng_range(0, CALL_SHUTDOWN));
+		corrupt_close(&c);
+	}
+}
+END_TEST
+
+Suite *crash_suite(void);
+
+Suite *crash_suite(void)
+{
+	Suite *s = suite_create("crash");
+	TCase *tc;
+
+	tc = tcase_create("hooks");
+	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tcase_add_loop_test(tc, test_crash_hook_point, MPROC__CRASH_SEND_COPY,
+	                    MPROC__CRASH_RECV_APPLIED + 1);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("kills");
+	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tcase_add_test(tc, test_crash_random_kills);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("waiters");
+	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tcase_add_loop_test(tc, test_crash_waiter_killed, 0, WAIT_KINDS);
+	tcase_add_test(tc, test_crash_stopped_holder);
+	tcase_add_test(tc, test_crash_holder_killed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("corrupt");
+	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tcase_add_test(tc, test_crash_corrupt_identity);
+	tcase_add_test(tc, test_crash_corrupt_state);
+	tcase_add_test(tc, test_crash_corrupt_records);
+	tcase_add_test(tc, test_crash_corrupt_journal);
+	tcase_add_test(tc, test_crash_corrupt_random);
+	tcase_add_test(tc, test_crash_torn_apply);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
+
+int main(void)
+{
+	return check_run_suite(crash_suite());
+}
