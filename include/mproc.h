@@ -15,7 +15,9 @@
  *   and a negative errno value on failure. mproc_strerror() names it. A call
  *   that fails changes nothing: the queue and every message in it stay as
  *   they were.
- * - Timeouts are in milliseconds: MPROC_NOWAIT (0) never blocks,
+ * - Timeouts are in milliseconds: MPROC_NOWAIT (0) never waits for a
+ *   message or for room (a queue call may wait up to 20 ms for the queue's
+ *   lock while another process holds it, then says -EAGAIN),
  *   MPROC_FOREVER (-1) blocks without limit; any other negative value is
  *   -EINVAL. Waits use CLOCK_MONOTONIC; a signal (EINTR) neither ends a wait
  *   early nor restarts its clock. mproc installs no signal handler and starts

@@ -68,8 +68,10 @@
 
 /* How long calls without a timeout wait for the lock (a stopped holder). */
 #define QUEUE_LOCK_MS 1000
-/* Tries at a busy lock before MPROC_NOWAIT gives up with -EAGAIN. */
+/* Tries at a busy lock before waiting on it. */
 #define QUEUE_LOCK_TRIES 256
+/* Longest MPROC_NOWAIT waits for a busy lock before -EAGAIN. */
+#define QUEUE_NOWAIT_LOCK_MS 20
 /* Spin this long for a change before sleeping. */
 #define QUEUE_SPIN_NS 20000
 /* A join purges orphans this often while it waits. */
@@ -411,8 +413,8 @@ static int queue_repair(struct queue_conn *q)
 }
 
 /*
- * queue_lock takes the lock by the deadline d (MPROC_NOWAIT: a few
- * hundred tries without sleeping, then -EAGAIN), repairs after a dead
+ * queue_lock takes the lock by the deadline d (MPROC_NOWAIT: at most
+ * QUEUE_NOWAIT_LOCK_MS, then -EAGAIN), repairs after a dead
  * owner, and checks the identity and the state. On success *st holds the
  * state. Returns 0 with the lock held, or a negative errno with the lock
  * released.
@@ -440,9 +442,17 @@ static int queue_lock(struct queue_conn *q, const struct mproc__deadline *d,
 			sched_yield();
 		rc = mproc__lock(&s->lock, &try_only);
 	}
-	if (rc == -ETIMEDOUT) {
-		if (d->expired)
+	if (rc == -ETIMEDOUT && d->expired) {
+		/* A holder that is not running (preempted, under a debugger
+		 * or valgrind) gets a little longer before a non-blocking
+		 * call gives up; a stopped one makes it -EAGAIN. */
+		struct mproc__deadline nd;
+
+		mproc__deadline_set(&nd, QUEUE_NOWAIT_LOCK_MS);
+		rc = mproc__lock(&s->lock, &nd);
+		if (rc == -ETIMEDOUT)
 			return -EAGAIN;
+	} else if (rc == -ETIMEDOUT) {
 		rc = mproc__lock(&s->lock, d);
 	}
 	if (rc < 0)
