@@ -36,13 +36,17 @@
  * A payload half-copied out by a dying receiver was never committed as
  * taken, so the message is delivered again (at-least-once).
  *
- * Sleeping: waiters sleep on futex sequence words (data_seq for receivers,
- * space_seq for senders, done_seq for join) after setting a "someone is
- * waiting" flag; wakers touch the word and make the system call only when
- * the flag is set. A waiter reads the sequence word before it sets the
- * flag, so a waker that clears the flag always moves the word past the
- * value the waiter sleeps on. A waiter killed while asleep leaves at most
- * one spurious wake behind.
+ * Sleeping: a waiter first spins briefly on the state (yielding now and
+ * then, for when its peer shares its CPU), then sleeps on a futex
+ * sequence word (data_seq for receivers, space_seq for senders, done_seq
+ * for join) after setting its bits in that word's waiting mask; wakers
+ * touch the word and make the system call only when bits they can help
+ * are set. Receivers that use mproc_for_me wait on their pid's bit (and
+ * the "anyone" bit), so mail addressed to one worker wakes that worker,
+ * not all of them. A waiter reads the sequence word before it sets its
+ * bits, so a waker that clears them always moves the word past the value
+ * the waiter sleeps on. A waiter killed while asleep leaves at most one
+ * spurious wake behind.
  */
 #include <errno.h>
 #include <limits.h>
@@ -179,6 +183,13 @@ struct queue_conn {
 	uint8_t *scratch; /* max_payload bytes: a wrapped payload for a
 	                     predicate; used only under the lock */
 	int borrowed;     /* attached mapping: close does not unmap it */
+	/* Where mproc_for_me scans from: every visible record before
+	 * fm_from was addressed to someone else when this process (fm_pid)
+	 * looked, and stays so unless gen moves. Read and written only
+	 * under the lock, so threads sharing the handle agree. */
+	pid_t fm_pid;
+	uint64_t fm_gen;
+	uint64_t fm_from;
 };
 
 /* What a locked operation leaves for the wake after unlock. */
@@ -477,48 +488,75 @@ static int queue_lock(struct queue_conn *q, const struct mproc__deadline *d,
 	return 0;
 }
 
-static void queue_wake_one(uint32_t *flag, uint32_t *seq)
+/*
+ * Waiter classes. A waiter registers its bits in the waiting mask and
+ * sleeps on the sequence word with the same futex bitset; a waker clears
+ * the bits its change can help and wakes only sleepers with those bits.
+ * Receivers using mproc_for_me wait on their pid's bit and ANY_BIT, so
+ * mail addressed to another pid does not wake them; every other receiver
+ * (no predicate, or one we cannot read) waits on all bits.
+ */
+#define WAIT_ANY_BIT (1u << 31)
+
+static inline uint32_t queue_pid_bit(pid_t pid)
 {
-	if (__atomic_load_n(flag, __ATOMIC_SEQ_CST) &&
-	    __atomic_exchange_n(flag, 0, __ATOMIC_SEQ_CST)) {
+	return 1u << ((uint32_t)pid % 31u);
+}
+
+/* The receivers a new message addressed to recipient can help. */
+static inline uint32_t queue_data_bits(pid_t recipient)
+{
+	return recipient > 0 ? queue_pid_bit(recipient) : MPROC__FUTEX_ALL;
+}
+
+static void queue_wake_bits(uint32_t *mask, uint32_t *seq, uint32_t bits)
+{
+	if ((__atomic_load_n(mask, __ATOMIC_SEQ_CST) & bits) &&
+	    (__atomic_fetch_and(mask, ~bits, __ATOMIC_SEQ_CST) & bits)) {
 		__atomic_add_fetch(seq, 1, __ATOMIC_SEQ_CST);
-		mproc__futex_wake(seq, INT_MAX);
+		mproc__futex_wake(seq, INT_MAX, bits);
 	}
 }
 
-/* Unlock, then wake whoever the change can help. */
-static void queue_unlock_wake(struct queue_conn *q, int wake)
+/* Unlock, then wake whoever the change can help (data_bits: which
+ * receivers, for WAKE_DATA). */
+static void queue_unlock_wake(struct queue_conn *q, int wake,
+                              uint32_t data_bits)
 {
 	struct queue_shared *s = q->s;
 
 	mproc__unlock(&s->lock);
 	if (wake & WAKE_DATA)
-		queue_wake_one(&s->recv_waiting, &s->data_seq);
+		queue_wake_bits(&s->recv_waiting, &s->data_seq, data_bits);
 	if (wake & WAKE_SPACE)
-		queue_wake_one(&s->send_waiting, &s->space_seq);
+		queue_wake_bits(&s->send_waiting, &s->space_seq,
+		                MPROC__FUTEX_ALL);
 	if (wake & WAKE_DONE)
-		queue_wake_one(&s->join_waiting, &s->done_seq);
+		queue_wake_bits(&s->join_waiting, &s->done_seq,
+		                MPROC__FUTEX_ALL);
 }
 
 /*
  * queue_sleep: called with the lock held after a failed attempt. Reads
- * the sequence word, then sets the waiting flag (that order: see the top
- * of the file), unlocks and sleeps until woken, the deadline, or (slice_ms
- * > 0) the slice ends. Returns 0 or -ETIMEDOUT (the caller's deadline).
+ * the sequence word, then sets its bits in the waiting mask (that order:
+ * see the top of the file), unlocks and sleeps until woken, the deadline,
+ * or (slice_ms > 0) the slice ends. Returns 0 or -ETIMEDOUT (the caller's
+ * deadline).
  */
-static int queue_sleep(struct queue_conn *q, uint32_t *flag, uint32_t *seq,
-                       const struct mproc__deadline *d, int slice_ms)
+static int queue_sleep(struct queue_conn *q, uint32_t *mask, uint32_t *seq,
+                       const struct mproc__deadline *d, int slice_ms,
+                       uint32_t bits)
 {
 	struct mproc__deadline sd = *d;
 	uint32_t v;
 	int rc;
 
 	v = __atomic_load_n(seq, __ATOMIC_SEQ_CST);
-	__atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
+	__atomic_fetch_or(mask, bits, __ATOMIC_SEQ_CST);
 	mproc__unlock(&q->s->lock);
 	if (slice_ms > 0 && (d->forever || mproc__deadline_ms(d) > slice_ms))
 		mproc__deadline_set(&sd, slice_ms);
-	rc = mproc__futex_wait(seq, v, &sd);
+	rc = mproc__futex_wait(seq, v, &sd, bits);
 	if (rc == -ETIMEDOUT && (d->forever || mproc__deadline_ns(d) > 0))
 		return 0; /* only the slice ended */
 	return rc < 0 && rc != -ETIMEDOUT ? 0 : rc;
@@ -539,6 +577,11 @@ static int queue_spin(const uint64_t *word, uint64_t v, const uint32_t *stop)
 #if defined(__x86_64__) || defined(__i386__)
 		__builtin_ia32_pause();
 #endif
+		/* The peer may be waiting for this very CPU (more processes
+		 * than cores): give it the CPU now and then. With an idle
+		 * CPU beside us this costs one cheap system call. */
+		if ((i & 63) == 0)
+			sched_yield();
 		/* The clock is read rarely: most spins end in a few hundred
 		 * iterations, and a clock read costs as much as many pauses. */
 		if ((i & 255) == 0) {
@@ -612,7 +655,7 @@ static int queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 		}
 		spun = 0;
 		if ((rc = queue_sleep(q, &s->send_waiting, &s->space_seq, &d,
-		                      0)) < 0)
+		                      0, MPROC__FUTEX_ALL)) < 0)
 			return rc;
 	}
 
@@ -632,7 +675,7 @@ static int queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 	ns.unfinished++;
 	ns.sent++;
 	queue_commit(q, &ns, NULL, MPROC__CRASH_SEND_COMMIT);
-	queue_unlock_wake(q, WAKE_DATA);
+	queue_unlock_wake(q, WAKE_DATA, queue_data_bits(r.recipient));
 	return 0;
 }
 
@@ -665,6 +708,17 @@ static int queue_not_mine(const struct queue_rec *r)
 	       r->sent_ns < mproc__self_start_ns();
 }
 
+static void queue_for_me_upto(struct queue_conn *q,
+                              const struct queue_state *st,
+                              mproc_match_fn match, uint64_t upto)
+{
+	if (match == mproc_for_me) {
+		q->fm_pid = mproc__self_pid();
+		q->fm_gen = st->gen;
+		q->fm_from = upto;
+	}
+}
+
 struct queue_scan {
 	uint64_t from; /* resume point for the same call */
 	uint64_t gen;
@@ -688,6 +742,10 @@ static int queue_find(struct queue_conn *q, const struct queue_state *st,
 	if (sc->valid && sc->gen == st->gen && sc->from >= st->head &&
 	    sc->from <= st->tail)
 		off = sc->from;
+	else if (match == mproc_for_me && q->fm_pid == mproc__self_pid() &&
+	         q->fm_gen == st->gen && q->fm_from >= st->head &&
+	         q->fm_from <= st->tail)
+		off = q->fm_from; /* the same holds across calls for for_me */
 	for (; off < st->tail; off += r->len) {
 		if (queue_rec_read(q, off, st->tail, r) < 0)
 			return -EPROTO;
@@ -707,11 +765,13 @@ static int queue_find(struct queue_conn *q, const struct queue_state *st,
 				continue;
 		}
 		*off_out = off;
+		queue_for_me_upto(q, st, match, off);
 		return 1;
 	}
 	sc->from = st->tail;
 	sc->gen = st->gen;
 	sc->valid = 1;
+	queue_for_me_upto(q, st, match, st->tail);
 	return 0;
 }
 
@@ -771,7 +831,10 @@ static int queue_recv_common(struct queue_conn *q, mproc_msg *m,
 		}
 		spun = 0;
 		if ((rc = queue_sleep(q, &s->recv_waiting, &s->data_seq, &d,
-		                      0)) < 0)
+		                      0, match == mproc_for_me
+		                                 ? queue_pid_bit(mproc__self_pid()) |
+		                                           WAIT_ANY_BIT
+		                                 : MPROC__FUTEX_ALL)) < 0)
 			return rc;
 	}
 	if (rc < 0) {
@@ -825,7 +888,7 @@ static int queue_recv_common(struct queue_conn *q, mproc_msg *m,
 	if (q->max_messages != 0)
 		wake |= WAKE_SPACE;
 	queue_commit(q, &ns, &mk, MPROC__CRASH_RECV_COMMIT);
-	queue_unlock_wake(q, wake);
+	queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 	return 0;
 }
 
@@ -909,7 +972,7 @@ int mproc__queue_lease_done(mproc_conn *c, const struct mproc__lease *lease)
 		return -ENOENT;
 	}
 	rc = queue_consume_locked(q, &st, off, &r, &wake, 0);
-	queue_unlock_wake(q, wake);
+	queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 	return rc;
 }
 
@@ -967,7 +1030,7 @@ int mproc__queue_lease_release(mproc_conn *c, pid_t dead, uint32_t max_attempts,
 		st = ns;
 		wake |= WAKE_DATA;
 	}
-	queue_unlock_wake(q, wake);
+	queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 	return rc < 0 ? rc : n;
 }
 
@@ -1025,7 +1088,7 @@ int mproc__queue_purge(mproc_conn *c)
 	if ((rc = queue_lock_default(q, &st)) < 0)
 		return rc;
 	rc = queue_orphans_locked(q, &st, 1, &wake);
-	queue_unlock_wake(q, wake);
+	queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 	return rc;
 }
 
@@ -1056,11 +1119,11 @@ int mproc__queue_join(mproc_conn *c, int timeout_ms)
 			wake = 0;
 			rc = queue_orphans_locked(q, &st, 1, &wake);
 			if (rc < 0 || st.unfinished == 0) {
-				queue_unlock_wake(q, wake);
+				queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 				return rc < 0 ? rc : 0;
 			}
 			if (wake) {
-				queue_unlock_wake(q, wake);
+				queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 				continue;
 			}
 		}
@@ -1069,7 +1132,7 @@ int mproc__queue_join(mproc_conn *c, int timeout_ms)
 			return rc;
 		}
 		if ((rc = queue_sleep(q, &s->join_waiting, &s->done_seq, &d,
-		                      QUEUE_JOIN_SLICE_MS)) < 0)
+		                      QUEUE_JOIN_SLICE_MS, MPROC__FUTEX_ALL)) < 0)
 			return rc;
 	}
 }
@@ -1133,7 +1196,7 @@ int mproc__queue_task_done(mproc_conn *c)
 	if (ns.unfinished == 0)
 		wake |= WAKE_DONE;
 	queue_commit(q, &ns, NULL, MPROC__CRASH_NONE);
-	queue_unlock_wake(q, wake);
+	queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 	return 0;
 }
 
@@ -1150,9 +1213,9 @@ int mproc__queue_shutdown(mproc_conn *c)
 	__atomic_add_fetch(&s->data_seq, 1, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&s->space_seq, 1, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&s->done_seq, 1, __ATOMIC_SEQ_CST);
-	mproc__futex_wake(&s->data_seq, INT_MAX);
-	mproc__futex_wake(&s->space_seq, INT_MAX);
-	mproc__futex_wake(&s->done_seq, INT_MAX);
+	mproc__futex_wake(&s->data_seq, INT_MAX, MPROC__FUTEX_ALL);
+	mproc__futex_wake(&s->space_seq, INT_MAX, MPROC__FUTEX_ALL);
+	mproc__futex_wake(&s->done_seq, INT_MAX, MPROC__FUTEX_ALL);
 	return 0;
 }
 

@@ -84,7 +84,7 @@ int mproc__deadline_ms(const struct mproc__deadline *d)
 }
 
 int mproc__futex_wait(uint32_t *word, uint32_t val,
-                      const struct mproc__deadline *d)
+                      const struct mproc__deadline *d, uint32_t bits)
 {
 	long rc;
 
@@ -93,7 +93,7 @@ int mproc__futex_wait(uint32_t *word, uint32_t val,
 	/* Absolute CLOCK_MONOTONIC deadline: FUTEX_WAIT_BITSET without
 	 * FUTEX_CLOCK_REALTIME measures against the monotonic clock. */
 	rc = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, val,
-	             d->forever ? NULL : &d->at, NULL, FUTEX_BITSET_MATCH_ANY);
+	             d->forever ? NULL : &d->at, NULL, bits);
 	if (rc == 0)
 		return 0;
 	switch (errno) {
@@ -107,9 +107,9 @@ int mproc__futex_wait(uint32_t *word, uint32_t val,
 	}
 }
 
-void mproc__futex_wake(uint32_t *word, int n)
+void mproc__futex_wake(uint32_t *word, int n, uint32_t bits)
 {
-	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+	syscall(SYS_futex, word, FUTEX_WAKE_BITSET, n, NULL, NULL, bits);
 }
 
 #if defined(__SANITIZE_THREAD__)

@@ -9,12 +9,15 @@
 
 /*
  * mproc__futex_wait sleeps while *word == val, until woken or the deadline.
+ * Only a wake whose bits intersect bits wakes it (MPROC__FUTEX_ALL: any).
  * Returns 0 (woken, value changed, or a signal: re-check and call again),
  * -ETIMEDOUT, or another negative errno.
  */
+#define MPROC__FUTEX_ALL 0xffffffffu
 int mproc__futex_wait(uint32_t *word, uint32_t val,
-                      const struct mproc__deadline *d);
-void mproc__futex_wake(uint32_t *word, int n);
+                      const struct mproc__deadline *d, uint32_t bits);
+/* mproc__futex_wake wakes up to n sleepers on word whose bits meet bits. */
+void mproc__futex_wake(uint32_t *word, int n, uint32_t bits);
 
 /*
  * mproc__mutex_clocklock: pthread_mutex_clocklock on CLOCK_MONOTONIC.
