@@ -808,6 +808,13 @@ static int queue_recv_common(struct queue_conn *q, mproc_msg *m,
 	for (;;) {
 		if (LOAD(&s->shutdown))
 			return -ESHUTDOWN;
+		/* An empty queue is seen without the lock: a blocking receive
+		 * goes straight to its spin and leaves the lock to senders.
+		 * (A stale read only costs the spin; the scan below decides.) */
+		if (!spun && !d.expired && LOAD(&s->st.queued) == 0) {
+			queue_spin(&s->st.tail, LOAD(&s->st.tail), &s->shutdown);
+			spun = 1;
+		}
 		if ((rc = queue_lock(q, &d, &st)) < 0)
 			return rc;
 		if (LOAD(&s->shutdown)) {
