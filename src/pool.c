@@ -18,7 +18,17 @@
  *   queue wait in the parent lasts longer than POOL_SLICE_MS, so a death is
  *   seen within that while the caller waits. A dead worker's leases are
  *   released at once (its pid cannot be reused before we reaped it) and a
- *   replacement is forked, up to max_restarts.
+ *   replacement is forked, up to max_restarts. Those sweeps are paced by
+ *   the coarse clock (see pool_sweep).
+ * - Workers _exit(POOL_EXIT_ORPHAN) once getppid() no longer names the
+ *   parent. A worker asks when a queue wait runs out (an idle worker within
+ *   POOL_WORKER_WAIT_MS) and, when busy, after a task once
+ *   POOL_PARENT_CHECK_NS have passed: not after every task.
+ * - The pool adds no system call to the per-task path, and no precise
+ *   clock read while there is work and room: the first try of a send, and
+ *   of a receive while such tries keep finding messages (pool_try_first),
+ *   is MPROC_NOWAIT (no deadline to set), and a call's deadline is set only
+ *   when it has to wait.
  * - A worker that dies after sending its result but before lease_done gets
  *   its task run again, so a result can arrive twice. Task ids run from 1,
  *   and a bitmap in the parent records the ids that have a result; later
@@ -46,8 +56,16 @@
 #define POOL_SLICE_MS 20
 /* Unforced waitpid sweeps run at most this often. */
 #define POOL_SWEEP_NS (5 * 1000000ull)
-/* A worker re-checks that its parent lives this often. */
+/* Longest queue wait in a worker: an idle worker re-checks that its parent
+ * lives this often. */
 #define POOL_WORKER_WAIT_MS 200
+/* A busy worker re-checks its parent after a task once this much time has
+ * passed since the last check (not after every task: getppid is a system
+ * call, and a busy worker never times out). */
+#define POOL_PARENT_CHECK_NS (100 * 1000000ull)
+/* Receives that go straight to a timed wait after a non-blocking try came
+ * back empty (see pool_try_first). */
+#define POOL_TRY_SKIP 8
 #define POOL_KILL_GRACE_MS 1000 /* SIGTERM to SIGKILL in stop */
 #define POOL_NAP_MS 2           /* stop's wait between sweeps */
 #define POOL_MAX_WORKERS 4096
@@ -138,6 +156,8 @@ struct mproc_pool {
 	uint32_t held_size;
 
 	uint64_t last_sweep;
+	unsigned try_skip; /* pool_try_first: the worker's tasks, the parent's
+	                      results (each process has its own copy) */
 	mproc_pool_counts c;
 };
 
@@ -156,6 +176,27 @@ static void *pool_grow(void *arr, size_t *cap, size_t need, size_t elem)
 	if (a != NULL)
 		*cap = n;
 	return a;
+}
+
+/*
+ * pool_try_first: should a receive try MPROC_NOWAIT before its timed wait?
+ * A timed receive reads the clock to set its deadline even when a message
+ * is waiting; a non-blocking one does not, but costs a lock round trip
+ * when the queue is empty. So try while tries find messages, and after one
+ * came back empty (pool_try_missed) wait at once for the next
+ * POOL_TRY_SKIP receives.
+ */
+static bool pool_try_first(struct mproc_pool *p)
+{
+	if (p->try_skip == 0)
+		return true;
+	p->try_skip--;
+	return false;
+}
+
+static void pool_try_missed(struct mproc_pool *p)
+{
+	p->try_skip = POOL_TRY_SKIP;
 }
 
 static bool pool_bit(const uint64_t *bits, uint64_t id)
@@ -201,6 +242,23 @@ static void pool_check_parent(const struct mproc_pool *p)
 		_exit(POOL_EXIT_ORPHAN);
 }
 
+/*
+ * pool_coarse_ns: CLOCK_MONOTONIC_COARSE, a few ns without a system call.
+ * It ticks once per jiffy, which is plenty to pace a check every
+ * POOL_PARENT_CHECK_NS.
+ */
+static uint64_t pool_coarse_ns(void)
+{
+	struct timespec ts;
+
+#ifdef CLOCK_MONOTONIC_COARSE
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Run one DO task (in tbuf) and send its result; the lease is still held. */
 static void pool_run(struct mproc_pool *p, const mproc_msg *m,
                      const struct mproc__lease *lease)
@@ -239,8 +297,10 @@ static void pool_run(struct mproc_pool *p, const mproc_msg *m,
 	out.recipient = MPROC_ANYONE;
 	out.data = p->rbuf;
 	out.size = (uint32_t)sizeof(rh) + res.size;
+	/* Usually there is room: try without a deadline (no clock read),
+	 * then wait in bounded slices. */
+	rc = mproc_send_msg(p->results, &out, MPROC_NOWAIT);
 	for (;;) {
-		rc = mproc_send_msg(p->results, &out, POOL_WORKER_WAIT_MS);
 		if (rc == 0)
 			return;
 		if (rc == -ESHUTDOWN)
@@ -249,6 +309,7 @@ static void pool_run(struct mproc_pool *p, const mproc_msg *m,
 			_exit(POOL_EXIT_QUEUE);
 		/* Nobody may be left to collect results. */
 		pool_check_parent(p);
+		rc = mproc_send_msg(p->results, &out, POOL_WORKER_WAIT_MS);
 	}
 }
 
@@ -256,6 +317,7 @@ static _Noreturn void pool_worker(struct mproc_pool *p)
 {
 	struct mproc__lease lease;
 	struct sigaction sa;
+	uint64_t next_check, now;
 	sigset_t set;
 	mproc_msg m;
 	int rc;
@@ -270,15 +332,26 @@ static _Noreturn void pool_worker(struct mproc_pool *p)
 	sigaddset(&set, SIGTERM);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 
+	next_check = pool_coarse_ns() + POOL_PARENT_CHECK_NS;
 	for (;;) {
 		memset(&m, 0, sizeof(m));
 		m.data = p->tbuf;
 		m.capacity = p->tsize;
+		rc = -EAGAIN;
+		if (pool_try_first(p)) {
+			rc = mproc__queue_recv_lease(p->tasks, &m, NULL, NULL,
+			                             MPROC_NOWAIT, &lease);
+			if (rc == -EAGAIN)
+				pool_try_missed(p);
+		}
 		/* A finite wait: a worker whose parent died must not linger. */
-		rc = mproc__queue_recv_lease(p->tasks, &m, NULL, NULL,
-		                             POOL_WORKER_WAIT_MS, &lease);
+		if (rc == -EAGAIN)
+			rc = mproc__queue_recv_lease(p->tasks, &m, NULL, NULL,
+			                             POOL_WORKER_WAIT_MS,
+			                             &lease);
 		if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR) {
 			pool_check_parent(p);
+			next_check = pool_coarse_ns() + POOL_PARENT_CHECK_NS;
 			continue;
 		}
 		if (rc == -ESHUTDOWN)
@@ -295,7 +368,13 @@ static _Noreturn void pool_worker(struct mproc_pool *p)
 		rc = mproc__queue_lease_done(p->tasks, &lease);
 		if (rc < 0 && rc != -ESHUTDOWN)
 			_exit(POOL_EXIT_QUEUE);
-		pool_check_parent(p);
+		/* A parent that died may leave tasks queued: a busy worker
+		 * notices within POOL_PARENT_CHECK_NS, plus one task. */
+		now = pool_coarse_ns();
+		if (now >= next_check) {
+			pool_check_parent(p);
+			next_check = now + POOL_PARENT_CHECK_NS;
+		}
 	}
 }
 
@@ -518,12 +597,13 @@ static pid_t pool_waitpid(pid_t pid, int *st, int flags)
 
 /*
  * pool_sweep reaps dead workers, releases their tasks and forks
- * replacements. Unforced sweeps run at most every POOL_SWEEP_NS so a busy
- * caller does not pay W waitpid calls per result.
+ * replacements. Unforced sweeps (force false) run at most every
+ * POOL_SWEEP_NS so a busy caller does not pay W waitpid calls per result;
+ * the coarse clock paces them for a few ns a call.
  */
 static void pool_sweep(struct mproc_pool *p, bool force)
 {
-	uint64_t now = mproc__now_ns();
+	uint64_t now = pool_coarse_ns();
 	int i, st;
 
 	if (!force && now - p->last_sweep < POOL_SWEEP_NS)
@@ -551,6 +631,12 @@ static int pool_slice(const struct mproc__deadline *d, int slice)
 	int ms = mproc__deadline_ms(d);
 
 	return ms < 0 || ms > slice ? slice : ms;
+}
+
+/* The first wait after the deadline was set: no clock read. */
+static int pool_first_slice(int timeout_ms, int slice)
+{
+	return timeout_ms < 0 || timeout_ms > slice ? slice : timeout_ms;
 }
 
 static bool pool_expired(const struct mproc__deadline *d)
@@ -806,20 +892,27 @@ int mproc_pool_submit(mproc_pool *p, const void *data, size_t size,
 	m.data = p->sbuf;
 	m.size = (uint32_t)(sizeof(th) + size);
 
-	mproc__deadline_set(&d, timeout_ms);
 	pool_sweep(p, false);
-	for (;;) {
-		/* Backpressure: wait in slices so dead workers are replaced
-		 * (and the queue drained) while the caller waits for room. */
-		rc = mproc_send_msg(p->tasks, &m,
-		                    pool_slice(&d, POOL_SLICE_MS));
-		if (rc != -ETIMEDOUT && rc != -EAGAIN)
-			break;
-		if (pool_expired(&d)) {
-			rc = pool_timed_out(timeout_ms);
-			break;
+	/* Usually there is room: a try without a deadline reads no clock. */
+	rc = mproc_send_msg(p->tasks, &m, MPROC_NOWAIT);
+	if (rc == -EAGAIN && timeout_ms != MPROC_NOWAIT) {
+		/* The deadline starts at the first wait for room (the try
+		 * above waits only for a busy lock, briefly). */
+		mproc__deadline_set(&d, timeout_ms);
+		for (;;) {
+			/* Backpressure: wait in slices so dead workers are
+			 * replaced (and the queue drained) while the caller
+			 * waits for room. */
+			rc = mproc_send_msg(p->tasks, &m,
+			                    pool_slice(&d, POOL_SLICE_MS));
+			if (rc != -ETIMEDOUT && rc != -EAGAIN)
+				break;
+			if (pool_expired(&d)) {
+				rc = pool_timed_out(timeout_ms);
+				break;
+			}
+			pool_sweep(p, true);
 		}
-		pool_sweep(p, true);
 	}
 	if (rc < 0)
 		return rc;
@@ -836,21 +929,46 @@ int mproc_pool_submit(mproc_pool *p, const void *data, size_t size,
 int mproc_pool_result(mproc_pool *p, mproc_result *r, int timeout_ms)
 {
 	struct mproc__deadline d;
+	bool first;
 	int rc;
 
 	if (p == NULL || r == NULL || (r->data == NULL && r->capacity > 0) ||
 	    !mproc__timeout_ok(timeout_ms))
 		return -EINVAL;
-	mproc__deadline_set(&d, timeout_ms);
 	pool_sweep(p, false);
-	for (;;) {
+	rc = pool_hand_out(p, r);
+	if (rc <= 0)
+		return rc;
+	if (p->collected == p->c.submitted)
+		return -ENOENT;
+	/* A result is often waiting: a try without a deadline reads no
+	 * clock. (MPROC_NOWAIT goes straight to the loop, which tries.) */
+	if (timeout_ms != MPROC_NOWAIT && pool_try_first(p)) {
+		rc = pool_recv_result(p, NULL, NULL, MPROC_NOWAIT);
+		if (rc == 0) {
+			rc = pool_hand_out(p, r);
+			if (rc <= 0)
+				return rc;
+			/* A second copy, dropped: wait for another. */
+		} else if (rc == -EAGAIN) {
+			pool_try_missed(p);
+		} else {
+			return rc;
+		}
+	}
+	/* The deadline starts at the first wait (the try above waits only
+	 * for a busy lock, briefly). */
+	mproc__deadline_set(&d, timeout_ms);
+	for (first = true;; first = false) {
 		rc = pool_hand_out(p, r);
 		if (rc <= 0)
 			return rc;
 		if (p->collected == p->c.submitted)
 			return -ENOENT;
 		rc = pool_recv_result(p, NULL, NULL,
-		                      pool_slice(&d, POOL_SLICE_MS));
+		                      first ? pool_first_slice(timeout_ms,
+		                                               POOL_SLICE_MS) :
+		                              pool_slice(&d, POOL_SLICE_MS));
 		if (rc == 0)
 			continue;
 		if (rc != -ETIMEDOUT && rc != -EAGAIN)
@@ -870,10 +988,14 @@ struct pool_join {
 	struct mproc_pool *p;
 	uint64_t need;  /* results the parent does not hold yet */
 	uint64_t found; /* distinct new ids seen in the queue */
-	bool can_take;  /* rbuf is free: take the result completing the set */
 };
 
-/* Counts distinct results in the queue; takes none unless it is the last. */
+/*
+ * Counts distinct results in the queue and accepts the one completing the
+ * set. Counts last for the whole join: only the parent takes results, and
+ * a task whose result is queued is never failed (pool_fail looks first),
+ * so nothing counted leaves the queue or gets done behind the count.
+ */
 static int pool_join_match(const mproc_msg *m, void *arg)
 {
 	struct pool_join *j = arg;
@@ -889,33 +1011,45 @@ static int pool_join_match(const mproc_msg *m, void *arg)
 	/* seen makes a rescan of the same messages count nothing twice. */
 	pool_set_bit(p->seen, id);
 	j->found++;
-	return j->can_take && j->found >= j->need;
+	return j->found >= j->need;
 }
 
 int mproc_pool_join(mproc_pool *p, int timeout_ms)
 {
 	struct mproc__deadline d;
 	struct pool_join j;
-	int rc;
+	mproc_msg peek;
+	int rc, slice;
 
 	if (p == NULL || !mproc__timeout_ok(timeout_ms))
 		return -EINVAL;
 	mproc__deadline_set(&d, timeout_ms);
 	pool_sweep(p, false);
+	if (p->ndone >= p->c.submitted)
+		return 0;
+	j.p = p;
+	j.found = 0;
+	memset(p->seen, 0, (size_t)(p->next_id / 64 + 1) * sizeof(*p->seen));
 	for (;;) {
 		if (p->ndone >= p->c.submitted)
 			return 0;
-		j.p = p;
 		j.need = p->c.submitted - p->ndone;
-		j.found = 0;
-		j.can_take = !p->held;
-		memset(p->seen, 0,
-		       (size_t)(p->next_id / 64 + 1) * sizeof(*p->seen));
-		/* With rbuf busy nothing can be taken to end the wait early:
-		 * wait in shorter slices then. */
-		rc = pool_recv_result(p, pool_join_match, &j,
-		                      pool_slice(&d, p->held ? POOL_NAP_MS :
-		                                              POOL_SLICE_MS));
+		if (j.found >= j.need)
+			return 0;
+		slice = pool_slice(&d, POOL_SLICE_MS);
+		if (!p->held) {
+			/* rbuf is free: take the result completing the set. */
+			rc = pool_recv_result(p, pool_join_match, &j, slice);
+		} else {
+			/* rbuf is busy: a zero-byte buffer makes the match
+			 * completing the set return -EMSGSIZE at once and
+			 * leaves the result queued. */
+			memset(&peek, 0, sizeof(peek));
+			rc = mproc_recv(p->results, &peek, pool_join_match, &j,
+			                slice);
+			if (rc == -EMSGSIZE)
+				rc = 0;
+		}
 		if (rc == 0 || j.found >= j.need)
 			return 0;
 		if (rc != -ETIMEDOUT && rc != -EAGAIN)
