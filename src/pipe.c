@@ -1,6 +1,6 @@
 /*
  * pipe.c - the 1:1 duplex pipe transport, over an AF_UNIX stream
- * socketpair (non-blocking, close-on-exec).
+ * socketpair (close-on-exec).
  *
  * Frame format (native byte order: both ends run on one machine):
  *
@@ -15,6 +15,17 @@
  * cannot be resynchronised, so the endpoint then stays in error: every
  * later send and receive on it returns -EPROTO.
  *
+ * Blocking: the file description is blocking, and SO_RCVTIMEO and
+ * SO_SNDTIMEO are set once, at open, to PIPE_SLICE_MS (they are shared
+ * by every process holding the end, so they are never changed after).
+ * A call whose deadline is at least PIPE_SLICE_MS + PIPE_SLICE_SLACK_MS
+ * away (MPROC_FOREVER included) makes one plain blocking recv or send:
+ * one system call whether or not it has to wait, and a slice always ends
+ * before the deadline. A call with less time left passes MSG_DONTWAIT.
+ * Either way, -EAGAIN (a slice ran out, or nothing there) is followed by a
+ * poll() on the exact remaining time, then another try. O_NONBLOCK is
+ * never toggled: the description is shared across fork().
+ *
  * Endpoint state (struct pipe_end; one per end per process):
  *
  *   in[head, parsed)  whole frames already validated, in arrival order.
@@ -26,16 +37,19 @@
  *   out[off, len)     the unsent rest of a frame a timed send could not
  *                     finish. Every later call flushes it first, so frames
  *                     never interleave on the wire. Only the process that
- *                     wrote the frame's start (out_pid) flushes it.
+ *                     wrote the frame's start (out_pid) flushes it. When
+ *                     nothing is pending, out is where a small frame is
+ *                     assembled, so it goes out in one send().
  *   eof               the peer's end is closed: after the buffered frames,
  *                     receive gives -EPIPE.
  *   err               0, or -EPROTO once the peer sent a bad frame.
  *
- * Memory: opening allocates the struct and a 64 KiB `in`. `in` and `out`
- * grow (at least doubling) only when a frame needs more room, and are
- * reused, so the message path does not allocate per message. A large
- * payload with nothing held before it is read straight into the caller's
- * buffer, skipping the copy through `in`.
+ * Memory: opening allocates the struct, a 64 KiB `in` and an 8 KiB `out`.
+ * They grow (at least doubling) only when a frame needs more room, and are
+ * reused, so the message path does not allocate per message. One recv
+ * reads ahead as many frames as fit. A large payload with nothing held
+ * before it is read straight into the caller's buffer, skipping the copy
+ * through `in`.
  *
  * Locks: send_mu serialises the write side (out and the socket's sends),
  * recv_mu the read side (in, eof). Each is held across the call's waits so
@@ -52,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -77,7 +92,15 @@ _Static_assert(sizeof(struct pipe_hdr) == 20, "frame header is 20 bytes");
 #define PIPE_DIRECT_MIN (64u << 10) /* payload still to come that is worth
                                        reading straight into the caller's
                                        buffer */
+#define PIPE_OUT_INIT (8u << 10)    /* frames up to this size are copied
+                                       into out and sent with one send():
+                                       cheaper than sendmsg's iovec */
 #define PIPE_CLOSE_FLUSH_MS 1000
+/* The kernel rounds socket timeouts up to jiffies (HZ >= 100) and its timer
+ * wheel is exact to a jiffy for this range: a slice ends within
+ * PIPE_SLICE_MS + 10 ms. */
+#define PIPE_SLICE_MS 50
+#define PIPE_SLICE_SLACK_MS 25
 
 struct pipe_end {
 	struct mproc_conn base;
@@ -124,6 +147,23 @@ static int pipe_poison(struct pipe_end *p)
 static int pipe_timeout_rc(int rc, int timeout_ms)
 {
 	return rc == -ETIMEDOUT && timeout_ms == MPROC_NOWAIT ? -EAGAIN : rc;
+}
+
+/*
+ * pipe_io_flags: 0 (a blocking call, which the socket timeouts bound to
+ * one slice) when a whole slice fits before the deadline, else
+ * MSG_DONTWAIT.
+ */
+static int pipe_io_flags(const struct mproc__deadline *d)
+{
+	if (d->forever)
+		return 0;
+	if (d->expired)
+		return MSG_DONTWAIT;
+	return mproc__deadline_ns(d) >=
+	               (int64_t)(PIPE_SLICE_MS + PIPE_SLICE_SLACK_MS) * 1000000
+	       ? 0
+	       : MSG_DONTWAIT;
 }
 
 static int pipe_lock(pthread_mutex_t *mu, const struct mproc__deadline *d,
@@ -200,7 +240,7 @@ static int pipe_flush(struct pipe_end *p, const struct mproc__deadline *d)
 	}
 	while (p->out_off < p->out_len) {
 		n = send(p->fd, p->out + p->out_off, p->out_len - p->out_off,
-		         MSG_NOSIGNAL | MSG_DONTWAIT);
+		         MSG_NOSIGNAL | pipe_io_flags(d));
 		if (n >= 0) {
 			p->out_off += (size_t)n;
 			continue;
@@ -264,6 +304,16 @@ static int pipe_keep(struct pipe_end *p, const struct pipe_hdr *h,
 	return 0;
 }
 
+/* Keeps the unsent rest of a frame assembled in out: it is there already. */
+static int pipe_keep_staged(struct pipe_end *p, size_t done, size_t len)
+{
+	p->out_off = done;
+	p->out_len = len;
+	p->out_pid = mproc__self_pid();
+	__atomic_store_n(&p->out_pending, true, __ATOMIC_RELEASE);
+	return 0;
+}
+
 static void pipe_iov_advance(struct msghdr *mh, size_t n)
 {
 	while (n > 0 && mh->msg_iovlen > 0) {
@@ -286,6 +336,7 @@ static int pipe_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 	struct iovec iov[2];
 	struct msghdr mh;
 	size_t len, done = 0;
+	bool staged;
 	ssize_t n;
 	int rc;
 
@@ -311,26 +362,39 @@ static int pipe_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 	h.sender = m->sender != 0 ? m->sender : mproc__self_pid();
 	h.recipient = m->recipient;
 	h.size = m->size;
-	iov[0].iov_base = &h;
-	iov[0].iov_len = PIPE_HDR;
-	iov[1].iov_base = m->data;
-	iov[1].iov_len = m->size;
-	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = iov;
-	mh.msg_iovlen = m->size > 0 ? 2 : 1;
 	len = PIPE_HDR + m->size;
+	/* out is free (flushed above) and never smaller than PIPE_OUT_INIT. */
+	staged = len <= PIPE_OUT_INIT;
+	if (staged) {
+		memcpy(p->out, &h, PIPE_HDR);
+		if (m->size > 0)
+			memcpy(p->out + PIPE_HDR, m->data, m->size);
+	} else {
+		iov[0].iov_base = &h;
+		iov[0].iov_len = PIPE_HDR;
+		iov[1].iov_base = m->data;
+		iov[1].iov_len = m->size;
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = iov;
+		mh.msg_iovlen = 2;
+	}
 
 	for (;;) {
-		/* One sendmsg for header and payload (writev with flags):
-		 * MSG_NOSIGNAL, so a gone peer is -EPIPE, never SIGPIPE. */
-		n = sendmsg(p->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* MSG_NOSIGNAL, so a gone peer is -EPIPE, never SIGPIPE. */
+		if (staged)
+			n = send(p->fd, p->out + done, len - done,
+			         MSG_NOSIGNAL | pipe_io_flags(&d));
+		else
+			n = sendmsg(p->fd, &mh,
+			            MSG_NOSIGNAL | pipe_io_flags(&d));
 		if (n >= 0) {
 			done += (size_t)n;
 			if (done == len) {
 				rc = 0;
 				break;
 			}
-			pipe_iov_advance(&mh, (size_t)n);
+			if (!staged)
+				pipe_iov_advance(&mh, (size_t)n);
 			continue;
 		}
 		if (errno == EINTR)
@@ -350,8 +414,12 @@ static int pipe_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 		}
 		/* Out of time half way through the frame: keep the rest, the
 		 * next call on this end finishes it (documented in mproc.h). */
-		if (rc == -ETIMEDOUT)
-			rc = pipe_keep(p, &h, m->data, done);
+		if (rc == -ETIMEDOUT) {
+			if (staged)
+				rc = pipe_keep_staged(p, done, len);
+			else
+				rc = pipe_keep(p, &h, m->data, done);
+		}
 		if (rc != 0)
 			pipe_break(p);
 		break;
@@ -439,9 +507,24 @@ static int pipe_reserve(struct pipe_end *p, size_t *pos, size_t need)
 	return 0;
 }
 
-/* Reads what the socket has: > 0 bytes, 0 at the end of the stream, or a
- * negative errno (-EAGAIN: nothing yet). */
-static ssize_t pipe_fill(struct pipe_end *p, size_t *pos, size_t need)
+/*
+ * pipe_recv_flags: as pipe_io_flags, but never a blocking recv while a
+ * kept frame rest is pending: the peer may need it before it answers, and
+ * only the wait in pipe_wait_in flushes it.
+ */
+static int pipe_recv_flags(const struct pipe_end *p,
+                           const struct mproc__deadline *d)
+{
+	if (__atomic_load_n(&p->out_pending, __ATOMIC_ACQUIRE))
+		return MSG_DONTWAIT;
+	return pipe_io_flags(d);
+}
+
+/* Reads as much as the socket has, as many frames as fit (one call for a
+ * stream of small frames), waiting by the deadline: > 0 bytes, 0 at the
+ * end of the stream, or a negative errno (-ETIMEDOUT: nothing in time). */
+static ssize_t pipe_fill(struct pipe_end *p, size_t *pos, size_t need,
+                         const struct mproc__deadline *d)
 {
 	ssize_t n;
 	int rc;
@@ -450,7 +533,8 @@ static ssize_t pipe_fill(struct pipe_end *p, size_t *pos, size_t need)
 	if (rc != 0)
 		return rc;
 	for (;;) {
-		n = read(p->fd, p->in + p->tail, p->in_cap - p->tail);
+		n = recv(p->fd, p->in + p->tail, p->in_cap - p->tail,
+		         pipe_recv_flags(p, d));
 		if (n > 0) {
 			p->tail += (size_t)n;
 			return n;
@@ -459,8 +543,14 @@ static ssize_t pipe_fill(struct pipe_end *p, size_t *pos, size_t need)
 			p->eof = true;
 			return 0;
 		}
-		if (errno != EINTR)
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
 			return -errno;
+		/* Nothing yet, or a slice ran out: wait out what is left. */
+		rc = pipe_wait_in(p, d);
+		if (rc < 0)
+			return rc;
 	}
 }
 
@@ -582,14 +672,18 @@ static int pipe_recv_direct(struct pipe_end *p, size_t pos, mproc_msg *m,
 	struct pipe_hdr h;
 	size_t got;
 	ssize_t n;
-	int rc = 0;
+	int rc = 0, flags;
 
 	memcpy(&h, p->in + pos, PIPE_HDR);
 	got = p->tail - pos - PIPE_HDR;
 	memcpy(dst, p->in + pos + PIPE_HDR, got);
 	p->head = p->parsed = p->tail = 0;
 	while (got < h.size) {
-		n = read(p->fd, dst + got, h.size - got);
+		/* Blocking, MSG_WAITALL: the kernel gathers the whole rest in
+		 * one call (or up to a slice's end). */
+		flags = pipe_recv_flags(p, d);
+		n = recv(p->fd, dst + got, h.size - got,
+		         flags != 0 ? flags : MSG_WAITALL);
 		if (n > 0) {
 			got += (size_t)n;
 			continue;
@@ -668,15 +762,11 @@ static int pipe_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
 				rc = pipe_recv_direct(p, pos, m, &d);
 			break;
 		}
-		n = pipe_fill(p, &pos, need);
+		n = pipe_fill(p, &pos, need, &d);
 		if (n >= 0)
 			continue;
 		rc = (int)n;
-		if (rc != -EAGAIN)
-			break;
-		rc = pipe_wait_in(p, &d);
-		if (rc < 0)
-			break;
+		break;
 	}
 	pthread_mutex_unlock(&p->recv_mu);
 	return pipe_timeout_rc(rc, timeout_ms);
@@ -728,16 +818,32 @@ static struct pipe_end *pipe_new(void)
 	if (p == NULL)
 		return NULL;
 	p->in = malloc(PIPE_IN_INIT);
-	if (p->in == NULL) {
+	p->out = malloc(PIPE_OUT_INIT);
+	if (p->in == NULL || p->out == NULL) {
+		free(p->in);
+		free(p->out);
 		free(p);
 		return NULL;
 	}
 	p->base.tr = &mproc__pipe_transport;
 	p->fd = -1;
 	p->in_cap = PIPE_IN_INIT;
+	p->out_cap = PIPE_OUT_INIT;
 	pthread_mutex_init(&p->send_mu, NULL);
 	pthread_mutex_init(&p->recv_mu, NULL);
 	return p;
+}
+
+/* Bounds every blocking recv and send on fd to one slice (see the top). */
+static int pipe_set_slice(int fd)
+{
+	const struct timeval tv = { .tv_sec = 0,
+		                    .tv_usec = PIPE_SLICE_MS * 1000 };
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
 }
 
 int mproc__pipe_open(mproc_conn **a, mproc_conn **b)
@@ -751,13 +857,17 @@ int mproc__pipe_open(mproc_conn **a, mproc_conn **b)
 		rc = -ENOMEM;
 		goto fail;
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
-	               sv) < 0) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		rc = -errno;
 		goto fail;
 	}
 	pa->fd = sv[0];
 	pb->fd = sv[1];
+	rc = pipe_set_slice(sv[0]);
+	if (rc == 0)
+		rc = pipe_set_slice(sv[1]);
+	if (rc != 0)
+		goto fail;
 	*a = &pa->base;
 	*b = &pb->base;
 	return 0;
