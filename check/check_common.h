@@ -81,6 +81,63 @@ static inline int check_wait_child(pid_t pid, int timeout_ms)
 			child_fail("assertion failed: %s", #cond);            \
 	} while (0)
 
+/*
+ * check_slow is 1 under "make check-valgrind" (MPROC_VALGRIND set and not
+ * "0"), where everything runs 20-50 times slower and a process's threads
+ * take turns. Only time bounds and minimum counts depend on it, never
+ * what a test asserts.
+ */
+static inline int check_slow(void)
+{
+	const char *s = getenv("MPROC_VALGRIND");
+
+	return s != NULL && s[0] != '\0' && strcmp(s, "0") != 0;
+}
+
+/* A time bound in ms: as given, or 10 times that when check_slow(). */
+static inline int check_scale_ms(int ms)
+{
+	return check_slow() ? ms * 10 : ms;
+}
+
+/*
+ * check_proc_state returns the state letter /proc/<pid>/stat shows
+ * ('R', 'S', 'Z', ...), or '?' if pid is gone or unreadable.
+ */
+static inline char check_proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return '?';
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' ? p[2] : '?';
+}
+
+/*
+ * check_wait_zombie waits up to timeout_ms for our child pid to have
+ * exited without being reaped (state 'Z'). Returns 1 once it is a zombie,
+ * 0 on timeout. Does not reap it.
+ */
+static inline int check_wait_zombie(pid_t pid, int timeout_ms)
+{
+	long long end = check_now_ms() + timeout_ms;
+
+	for (;;) {
+		if (check_proc_state(pid) == 'Z')
+			return 1;
+		if (check_now_ms() > end)
+			return 0;
+		usleep(1000);
+	}
+}
+
 /* Seconds for stress tests: MPROC_STRESS_SECONDS, default 5. */
 static inline int check_stress_seconds(void)
 {

@@ -248,8 +248,8 @@ static void check_round_trip(mproc_conn *q, uint32_t cap)
 	rc = recv_pay(q, cap, 1000, &p, &torn);
 	ck_assert_msg(rc == 0, "recv after crash: %s", mproc_strerror(rc));
 	ck_assert(!torn && p.src == 999 && p.seq == 424242);
-	ck_assert_msg(check_now_ms() - t0 < 500, "round trip took %lld ms",
-	              check_now_ms() - t0);
+	ck_assert_msg(check_now_ms() - t0 < check_scale_ms(500),
+	              "round trip took %lld ms", check_now_ms() - t0);
 }
 
 /* ---- the test hooks: killed mid-copy, mid-commit, holding the lock ---- */
@@ -400,8 +400,8 @@ static void hook_round(mproc_conn *q, struct hook_shared *sh, int point,
 	/* The first call after the death repairs at once. */
 	t0 = check_now_ms();
 	st = stats_of(q);
-	expect_msg(check_now_ms() - t0 < 500, "repair took %lld ms",
-	           check_now_ms() - t0);
+	expect_msg(check_now_ms() - t0 < check_scale_ms(500),
+	           "repair took %lld ms", check_now_ms() - t0);
 	expect_msg(st.recoveries == *recoveries + 1,
 	           "recoveries %llu, expected %llu",
 	           (unsigned long long)st.recoveries,
@@ -724,7 +724,7 @@ static int proc_sleeping(pid_t pid)
  * is asleep in the kernel. */
 static void wait_blocked(struct wait_shared *sh, pid_t pid, int asleep)
 {
-	long long end = check_now_ms() + 5000;
+	long long end = check_now_ms() + check_scale_ms(5000);
 
 	while (!__atomic_load_n(&sh->ready, __ATOMIC_SEQ_CST)) {
 		ck_assert_msg(check_now_ms() < end, "waiter never started");
@@ -734,7 +734,7 @@ static void wait_blocked(struct wait_shared *sh, pid_t pid, int asleep)
 		usleep(rng_range(0, 100));
 		return;
 	}
-	end = check_now_ms() + 1000;
+	end = check_now_ms() + check_scale_ms(1000);
 	while (!proc_sleeping(pid) && check_now_ms() < end)
 		usleep(50);
 }
@@ -778,8 +778,8 @@ static pid_t wait_spawn(mproc_conn *q, struct wait_shared *sh, int kind)
 		long long dt_ = check_now_ms() - t0_;                         \
 		ck_assert_msg(rc_ == 0, "%s after a waiter died: %s", what,   \
 		              mproc_strerror(rc_));                           \
-		ck_assert_msg(dt_ < 300, "%s took %lld ms after a waiter "    \
-		              "died", what, dt_);                             \
+		ck_assert_msg(dt_ < check_scale_ms(300), "%s took %lld ms "   \
+		              "after a waiter died", what, dt_);              \
 	} while (0)
 
 static void waiter_round(mproc_conn *q, mproc_conn *q1, struct wait_shared *sh,
@@ -826,7 +826,7 @@ static void waiter_round(mproc_conn *q, mproc_conn *q1, struct wait_shared *sh,
 	if (other > 0) {
 		/* The survivor takes this one. */
 		check_prompt(send_pay(q, 64, 8, 0, 1, 1000), "send");
-		check_reap_ok(other, 2000);
+		check_reap_ok(other, check_scale_ms(2000));
 	}
 	check_prompt(send_pay(q, 64, 8, 0, 2, 1000), "send");
 	check_prompt(recv_pay(q, HOOK_CAP, 1000, &p, &torn), "recv");
@@ -845,9 +845,18 @@ START_TEST(test_crash_waiter_killed)
 	rng_seed_auto();
 	for (int round = 1; round <= WAIT_ROUNDS; round++)
 		waiter_round(q, q1, sh, _i, round);
-	/* Dying asleep is not dying with the lock: nothing to repair. */
-	ck_assert_int_eq(stats_of(q).recoveries, 0);
-	ck_assert_int_eq(stats_of(q1).recoveries, 0);
+	/*
+	 * Dying asleep is not dying with the lock: nothing to repair. Under
+	 * valgrind that cannot be arranged: /proc may show a waiter asleep
+	 * (in valgrind's own work) while its guest code still holds the
+	 * queue's lock, so a kill there is a death with the lock and a repair
+	 * is right. What each round checked above still holds there: every
+	 * later call completed, nothing was lost, the queue drained.
+	 */
+	if (!check_slow()) {
+		ck_assert_int_eq(stats_of(q).recoveries, 0);
+		ck_assert_int_eq(stats_of(q1).recoveries, 0);
+	}
 	mproc_close(q1);
 	mproc_close(q);
 	munmap(sh, sizeof(*sh));
@@ -913,7 +922,7 @@ START_TEST(test_crash_stopped_holder)
 	}
 	t0 = check_now_ms();
 	while (!__atomic_load_n(&sh->in_pred, __ATOMIC_SEQ_CST)) {
-		ck_assert_msg(check_now_ms() - t0 < 5000,
+		ck_assert_msg(check_now_ms() - t0 < check_scale_ms(5000),
 		              "holder never locked");
 		usleep(100);
 	}
@@ -922,18 +931,22 @@ START_TEST(test_crash_stopped_holder)
 	ck_assert(WIFSTOPPED(ws));
 
 	/* Stopped is not dead: everyone times out, nobody repairs. */
-	check_times_out(send_pay(q, 100, 1, 0, 3, 200), 150, 1500, "send");
-	check_times_out(recv_pay(q, HOOK_CAP, 200, &p, &torn), 150, 1500,
-	                "recv");
-	check_times_out(mproc_queue_join(q, 200), 150, 1500, "join");
-	check_times_out(mproc_queue_stats(q, &st), 200, 5000, "stats");
-	check_times_out(mproc_queue_empty(q), 200, 5000, "empty");
+	check_times_out(send_pay(q, 100, 1, 0, 3, 200), 150,
+	                check_scale_ms(1500), "send");
+	check_times_out(recv_pay(q, HOOK_CAP, 200, &p, &torn), 150,
+	                check_scale_ms(1500), "recv");
+	check_times_out(mproc_queue_join(q, 200), 150, check_scale_ms(1500),
+	                "join");
+	check_times_out(mproc_queue_stats(q, &st), 200, check_scale_ms(5000),
+	                "stats");
+	check_times_out(mproc_queue_empty(q), 200, check_scale_ms(5000),
+	                "empty");
 	t0 = check_now_ms();
 	rc = recv_pay(q, HOOK_CAP, MPROC_NOWAIT, &p, &torn);
 	ck_assert_msg(rc == -ETIMEDOUT || rc == -EAGAIN,
 	              "polling recv with a stopped holder: %s",
 	              mproc_strerror(rc));
-	ck_assert_int_lt(check_now_ms() - t0, 1000);
+	ck_assert_int_lt(check_now_ms() - t0, check_scale_ms(1000));
 
 	/* Let it go while we wait: our receive then takes the second one. */
 	__atomic_store_n(&sh->release, 1, __ATOMIC_SEQ_CST);
@@ -1013,7 +1026,8 @@ START_TEST(test_crash_holder_killed)
 		}
 		t0 = check_now_ms();
 		while (!__atomic_load_n(&sh->in_pred, __ATOMIC_SEQ_CST)) {
-			ck_assert_msg(check_now_ms() - t0 < 5000,
+			ck_assert_msg(check_now_ms() - t0 <
+			                  check_scale_ms(5000),
 			              "holder never locked");
 			usleep(50);
 		}
@@ -1056,7 +1070,7 @@ START_TEST(test_crash_holder_killed)
 		check_reap_killed(holder);
 		/* Woken by the kernel's robust-list walk, not by a timeout. */
 		for (int i = 0; i < 2; i++)
-			check_reap_ok(w[i], 2000);
+			check_reap_ok(w[i], check_scale_ms(2000));
 
 		/* The receiver took the first; the sender's is whole. */
 		for (;;) {
@@ -1123,12 +1137,30 @@ struct m_mark {
 	uint32_t reserved;
 };
 
+#define M_JOURNAL_WORDS 4
 struct m_journal {
 	uint32_t valid;
-	uint32_t reserved;
+	uint32_t changed; /* bit i: state word i has a new value in val[] */
 	struct m_mark mark;
-	struct m_state st;
+	uint64_t val[M_JOURNAL_WORDS];
 };
+
+/* Fill j as queue_commit does for the change from cur to ns. */
+static void m_journal_set(struct m_journal *j, const struct m_state *cur,
+                          const struct m_state *ns)
+{
+	const uint64_t *a = (const uint64_t *)cur, *b = (const uint64_t *)ns;
+	unsigned k = 0;
+
+	j->changed = 0;
+	for (unsigned i = 0; i < sizeof(*cur) / 8; i++) {
+		if (a[i] == b[i])
+			continue;
+		ck_assert_uint_lt(k, M_JOURNAL_WORDS);
+		j->val[k++] = b[i];
+		j->changed |= 1u << i;
+	}
+}
 
 struct m_shared {
 	uint64_t magic;
@@ -1142,6 +1174,7 @@ struct m_shared {
 	pthread_mutex_t lock __attribute__((aligned(64)));
 	struct m_state st;
 	uint64_t recoveries;
+	struct m_journal journal;
 	uint32_t data_seq __attribute__((aligned(64)));
 	uint32_t space_seq;
 	uint32_t done_seq;
@@ -1149,7 +1182,6 @@ struct m_shared {
 	uint32_t recv_waiting;
 	uint32_t send_waiting;
 	uint32_t join_waiting;
-	struct m_journal journal __attribute__((aligned(64)));
 } __attribute__((aligned(64)));
 
 #define M_HDR ((uint64_t)sizeof(struct m_rec))
@@ -1226,7 +1258,7 @@ static void corrupt_open(struct cq *c, int manual, int odd_cap)
 	c->cap = odd_cap ? CQ_CAP_ODD : CQ_CAP;
 	c->ring = (uint8_t *)c->s + sizeof(struct m_shared);
 	ck_assert_msg(c->s != NULL && c->s->magic == M_QUEUE_MAGIC &&
-	              c->s->layout == 1 &&
+	              c->s->layout == 2 &&
 	              c->s->header_size == sizeof(struct m_shared) &&
 	              c->s->capacity == c->cap &&
 	              c->s->max_payload == CQ_PAYLOAD &&
@@ -1434,8 +1466,8 @@ static int corrupt_call(struct cq *c, int kind)
 	free(buf);
 	expect_msg(ok, "call %d on a scribbled queue returned %d (%s)", kind,
 	           rc, mproc_strerror(rc));
-	expect_msg(check_now_ms() - t0 < 1000, "call %d took %lld ms", kind,
-	           check_now_ms() - t0);
+	expect_msg(check_now_ms() - t0 < check_scale_ms(1000),
+	           "call %d took %lld ms", kind, check_now_ms() - t0);
 	return rc;
 }
 
@@ -1720,16 +1752,17 @@ START_TEST(test_crash_corrupt_journal)
 				             (int)rng_range(0, CALL_SHUTDOWN));
 			break;
 		case 2: { /* plausible: the real state, a field or mark off */
-			uint32_t span;
-			uint64_t *w;
+			uint32_t span, wi;
 
 			cq_dead_owner(&c);
-			j->st = c.s->st;
+			j->changed = 0;
 			j->mark.off = UINT64_MAX;
-			w = (uint64_t *)&j->st + rng_range(0, 9);
+			wi = rng_range(0, 9);
 			switch (rng_range(0, 2)) {
 			case 0:
-				*w = garbage(*w, c.cap);
+				j->changed = 1u << wi;
+				j->val[0] = garbage(((uint64_t *)&c.s->st)[wi],
+				                    c.cap);
 				break;
 			case 1:
 				span = (uint32_t)(c.s->st.tail - c.s->st.head);
@@ -1750,7 +1783,7 @@ START_TEST(test_crash_corrupt_journal)
 		}
 		default: /* a sound journal: rolled forward, all is well */
 			cq_dead_owner(&c);
-			j->st = c.s->st;
+			j->changed = 0;
 			j->mark.off = UINT64_MAX;
 			j->valid = 1;
 			ck_assert_int_eq(stats_of(c.q).recoveries, rec0 + 1);
@@ -1843,7 +1876,7 @@ START_TEST(test_crash_torn_apply)
 			first = 1; /* seq 0 is taken for good */
 		}
 		/* The journal, whole and valid ... */
-		c.s->journal.st = ns;
+		m_journal_set(&c.s->journal, &c.s->st, &ns);
 		c.s->journal.mark = mk;
 		c.s->journal.valid = 1;
 		/* ... the mark applied, and `words` words of the state. */

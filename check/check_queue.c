@@ -650,7 +650,7 @@ START_TEST(test_queue_shutdown_wakes_everyone)
 		ck_assert_int_eq(waitpid(kids[i], NULL, WNOHANG), 0);
 	ck_assert_int_eq(mproc_queue_shutdown(q), 0);
 	for (i = 0; i < 3; i++)
-		check_reap_ok(kids[i], 2000);
+		check_reap_ok(kids[i], check_scale_ms(2000));
 	ck_assert_int_eq(mproc_send(q, MPROC_DO, 0, "x", 1), -ESHUTDOWN);
 	ck_assert_int_eq(mproc_queue_join(q, 10), -ESHUTDOWN);
 	ck_assert_uint_eq(stats_of(q).queued, 1);
@@ -688,7 +688,9 @@ START_TEST(test_queue_orphans)
 		_exit(0);
 	ck_assert_int_eq(mproc_send(q, MPROC_DO, kid, "z", 1), 0);
 	ck_assert_int_eq(mproc_send(q, MPROC_DO, kid, "z", 1), 0);
-	usleep(50000); /* the child is a zombie now: not reaped yet */
+	/* Wait until the child is a zombie: exited, not reaped yet. */
+	ck_assert_msg(check_wait_zombie(kid, 10000),
+	              "child %d did not become a zombie", (int)kid);
 	ck_assert_int_eq(mproc_queue_purge(q), 2);
 	ck_assert_int_eq(mproc_queue_purge(q), 0);
 	check_reap_ok(kid, T);

@@ -8,6 +8,10 @@
  * queue drained and joinable at the end. A watchdog in the parent fails a
  * test whose progress counter stalls for STALL_MS: a lost wake-up shows up
  * as a stall, not as a slow pass.
+ *
+ * Under valgrind (check_slow()) the time bounds are ten times longer and
+ * the ping-pong's minimum of round trips ten times smaller; the
+ * invariants checked are the same.
  */
 #include <sched.h>
 #include <stddef.h>
@@ -17,7 +21,13 @@
 #include "check_common.h"
 
 /* A test fails if nothing moves for this long. */
-#define STALL_MS 500
+#define STALL_MS check_scale_ms(500)
+
+/* Every blocking call: far longer than any wait should take. */
+#define T check_scale_ms(5000)
+
+/* Round trips the ping-pong must make at least. */
+#define PP_MIN_TRIPS (check_slow() ? 100 : 1000)
 
 /* ck_assert_msg without the checkpoint Check records on success (a write
  * to its pipe each time): for the assertions inside loops. */
@@ -191,23 +201,6 @@ static void check_drained(mproc_conn *q)
 	ck_assert_msg(rc == 0, "join: %s", mproc_strerror(rc));
 }
 
-/* The state letter of pid in /proc (for stall reports). */
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return '?';
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p != NULL && p[1] == ' ' ? p[2] : '?';
-}
-
 /*
  * watch_children reaps pids[0..n) (each must exit 0) while watching
  * *progress: if it stays put for STALL_MS, or the whole wait passes
@@ -250,7 +243,7 @@ static void watch_children(mproc_conn *q, const pid_t *pids, int n,
 			int k = 0;
 
 			for (int i = 0; i < nall && k < 128; i++)
-				states[k++] = proc_state(all[i]);
+				states[k++] = check_proc_state(all[i]);
 			states[k] = '\0';
 			memset(&st, 0, sizeof(st));
 			mproc_queue_stats(q, &st);
@@ -305,12 +298,13 @@ static void mm_producer(mproc_conn *q, struct mm_shared *sh, int idx,
 			break;
 		rc = send_pay(q, MPROC_USER, MPROC_ANYONE,
 		              rng_range(sizeof(struct pay), maxsize),
-		              (uint32_t)idx, 0, seq, 5000);
+		              (uint32_t)idx, 0, seq, T);
 		if (rc != 0)
 			child_fail("send: %s", mproc_strerror(rc));
 		__atomic_store_n(&sh->nsent[idx], seq + 1, __ATOMIC_RELAXED);
 		maybe_yield();
 	}
+	mproc_close(q);
 	_exit(0);
 }
 
@@ -329,7 +323,7 @@ static void mm_consumer(mproc_conn *q, struct mm_shared *sh, int idx,
 		mproc_msg m = { .data = buf, .capacity = maxsize };
 		struct pay p;
 		uint8_t bit, old;
-		int rc = mproc_recv(q, &m, NULL, NULL, 5000);
+		int rc = mproc_recv(q, &m, NULL, NULL, T);
 
 		if (rc != 0)
 			child_fail("recv: %s", mproc_strerror(rc));
@@ -353,6 +347,7 @@ static void mm_consumer(mproc_conn *q, struct mm_shared *sh, int idx,
 		maybe_yield();
 	}
 	free(buf);
+	mproc_close(q);
 	_exit(0);
 }
 
@@ -394,17 +389,19 @@ static void mm_run(mproc_conn *q, uint64_t limit, uint32_t maxsize, int secs,
 			       !__atomic_load_n(&sh->stop, __ATOMIC_SEQ_CST))
 				usleep(5000);
 			__atomic_store_n(&sh->stop, 1, __ATOMIC_SEQ_CST);
+			mproc_close(q);
 			_exit(0);
 		}
 		watch_children(q, prod, MM_PROD, all, MM_PROD + MM_CONS,
-		               &sh->progress, 1000 * secs + 20000, what);
+		               &sh->progress,
+		               1000 * secs + check_scale_ms(20000), what);
 		__atomic_store_n(&sh->stop, 1, __ATOMIC_SEQ_CST);
 		check_reap_ok(stopper, 10000);
 	}
 	for (int i = 0; i < MM_CONS; i++)
-		ck_assert_int_eq(send_die(q, MPROC_ANYONE, 5000), 0);
+		ck_assert_int_eq(send_die(q, MPROC_ANYONE, T), 0);
 	watch_children(q, cons, MM_CONS, all, MM_PROD + MM_CONS,
-	               &sh->progress, 20000, what);
+	               &sh->progress, check_scale_ms(20000), what);
 
 	for (int p = 0; p < MM_PROD; p++) {
 		uint64_t n = sh->nsent[p];
@@ -476,11 +473,13 @@ static void pp_pong(mproc_conn *q)
 		int rc;
 
 		maybe_yield();
-		rc = mproc_recv(q, &m, mproc_for_me, NULL, 5000);
+		rc = mproc_recv(q, &m, mproc_for_me, NULL, T);
 		if (rc != 0)
 			child_fail("pong recv: %s", mproc_strerror(rc));
-		if (m.request == MPROC_DIE)
+		if (m.request == MPROC_DIE) {
+			mproc_close(q);
 			_exit(0);
+		}
 		if (m.request != MPROC_DO || m.recipient != getpid() ||
 		    pay_check(buf, m.size, &p) < 0 || p.seq != next)
 			child_fail("pong: bad ping (seq %llu)",
@@ -488,7 +487,7 @@ static void pp_pong(mproc_conn *q)
 		next++;
 		maybe_yield();
 		rc = send_pay(q, MPROC_FINISHED, m.sender, m.size, 2, 0, p.seq,
-		              5000);
+		              T);
 		if (rc != 0)
 			child_fail("pong send: %s", mproc_strerror(rc));
 	}
@@ -508,11 +507,11 @@ static void pp_ping(mproc_conn *q, struct pp_shared *sh, pid_t pong,
 
 		rc = send_pay(q, MPROC_DO, pong,
 		              rng_range(sizeof(struct pay), sizeof(buf)), 1, 0,
-		              seq, 5000);
+		              seq, T);
 		if (rc != 0)
 			child_fail("ping send: %s", mproc_strerror(rc));
 		maybe_yield();
-		rc = mproc_recv(q, &m, mproc_for_me, NULL, 5000);
+		rc = mproc_recv(q, &m, mproc_for_me, NULL, T);
 		if (rc != 0)
 			child_fail("ping recv: %s", mproc_strerror(rc));
 		if (m.request != MPROC_FINISHED || m.sender != pong ||
@@ -520,8 +519,9 @@ static void pp_ping(mproc_conn *q, struct pp_shared *sh, pid_t pong,
 			child_fail("ping: bad pong");
 		__atomic_store_n(&sh->progress, seq + 1, __ATOMIC_RELAXED);
 	}
-	if (send_die(q, pong, 5000) != 0)
+	if (send_die(q, pong, T) != 0)
 		child_fail("ping: DIE");
+	mproc_close(q);
 	_exit(0);
 }
 
@@ -541,8 +541,9 @@ START_TEST(test_stress_pingpong)
 	if (pids[1] == 0)
 		pp_ping(q, sh, pids[0], end);
 	watch_children(q, pids, 2, pids, 2, &sh->progress,
-	               1000 * check_stress_seconds() + 20000, "ping-pong");
-	ck_assert_msg(sh->progress > 1000, "only %llu round trips",
+	               1000 * check_stress_seconds() + check_scale_ms(20000),
+	               "ping-pong");
+	ck_assert_msg(sh->progress > PP_MIN_TRIPS, "only %llu round trips",
 	              (unsigned long long)sh->progress);
 	check_drained(q);
 	if (getenv("MPROC_TEST_VERBOSE"))
@@ -572,7 +573,7 @@ static void dir_child(mproc_conn *q, struct dir_shared *sh, int idx)
 	for (;;) {
 		mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 		struct pay p;
-		int rc = mproc_recv(q, &m, mproc_for_me, NULL, 5000);
+		int rc = mproc_recv(q, &m, mproc_for_me, NULL, T);
 
 		if (rc != 0)
 			child_fail("child %d recv: %s", idx,
@@ -591,11 +592,12 @@ static void dir_child(mproc_conn *q, struct dir_shared *sh, int idx)
 		maybe_yield();
 		/* The answer: the same payload, back to whoever asked. */
 		rc = send_pay(q, MPROC_FINISHED, m.sender, m.size, p.src,
-		              p.round, p.seq, 5000);
+		              p.round, p.seq, T);
 		if (rc != 0)
 			child_fail("child %d send: %s", idx,
 			           mproc_strerror(rc));
 	}
+	mproc_close(q);
 	_exit(0);
 }
 
@@ -634,7 +636,7 @@ START_TEST(test_stress_directed)
 			    only >= 0 ? only : (int)rng_range(0, DIR_KIDS - 1);
 			int rc = send_pay(q, MPROC_DO, kids[k],
 			                  rng_range(sizeof(struct pay), 512),
-			                  (uint32_t)k, round, sent[k], 5000);
+			                  (uint32_t)k, round, sent[k], T);
 
 			ck_assert_msg(rc == 0, "send: %s", mproc_strerror(rc));
 			sent[k]++;
@@ -642,7 +644,7 @@ START_TEST(test_stress_directed)
 		for (int b = 0; b < burst; b++) {
 			mproc_msg m = { .data = buf, .capacity = 512 };
 			struct pay p;
-			int rc = mproc_recv(q, &m, dir_for_parent, &me, 5000);
+			int rc = mproc_recv(q, &m, dir_for_parent, &me, T);
 
 			if (rc != 0) {
 				for (int i = 0; i < DIR_KIDS; i++)
@@ -663,10 +665,10 @@ START_TEST(test_stress_directed)
 	}
 	for (int i = 0; i < DIR_KIDS; i++) {
 		ck_assert_int_eq(answered[i], sent[i]);
-		ck_assert_int_eq(send_die(q, kids[i], 5000), 0);
+		ck_assert_int_eq(send_die(q, kids[i], T), 0);
 	}
 	watch_children(q, kids, DIR_KIDS, kids, DIR_KIDS, &sh->progress,
-	               20000, "directed");
+	               check_scale_ms(20000), "directed");
 	for (int i = 0; i < DIR_KIDS; i++)
 		ck_assert_int_eq(sh->taken[i], sent[i]);
 	check_drained(q);

@@ -90,6 +90,12 @@ typedef void (*mproc__dead_fn)(const mproc_msg *m, uint32_t attempts,
                                void *arg);
 int mproc__queue_lease_release(mproc_conn *q, pid_t dead, uint32_t max_attempts,
                                mproc__dead_fn dead_fn, void *arg);
+/*
+ * mproc__queue_peek: is a visible message there that match accepts (NULL:
+ * any)? Waits for the lock (a busy lock is not an answer, unlike
+ * MPROC_NOWAIT), at most 1 s. Returns 1, 0, or a negative errno.
+ */
+int mproc__queue_peek(mproc_conn *q, mproc_match_fn match, void *arg);
 /* The shared mapping behind queue q and its length (tests, fuzzers). */
 void *mproc__queue_mapping(mproc_conn *q, size_t *len);
 /*

@@ -435,16 +435,23 @@ static int pool_match_id(const mproc_msg *m, void *arg)
 
 /*
  * pool_result_queued: a worker may have sent the result and died before
- * lease_done. Its result is in the queue then; look without taking it (a
- * zero-byte buffer gives -EMSGSIZE and leaves the message in place).
+ * lease_done. Its result is in the queue then; look without taking it.
+ * The look waits for the lock: a busy lock is no answer. If the queue
+ * cannot be read at all, say "not there": the task then gets a "worker
+ * died" result, and exactly one result is what matters most.
  */
 static bool pool_result_queued(struct mproc_pool *p, uint64_t id)
 {
-	mproc_msg m;
+	int rc, tries;
 
-	memset(&m, 0, sizeof(m));
-	return mproc_recv(p->results, &m, pool_match_id, &id, MPROC_NOWAIT) ==
-	       -EMSGSIZE;
+	for (tries = 0; tries < 5; tries++) {
+		rc = mproc__queue_peek(p->results, pool_match_id, &id);
+		if (rc >= 0)
+			return rc == 1;
+		if (rc != -ETIMEDOUT)
+			break;
+	}
+	return false;
 }
 
 /* Record a "worker died" result for id unless it has one already. */
@@ -525,13 +532,20 @@ static void pool_drain_tasks(struct mproc_pool *p)
 	struct mproc__lease lease;
 	struct pool_thdr th;
 	mproc_msg m;
+	int rc, busy = 0;
 
 	for (;;) {
 		memset(&m, 0, sizeof(m));
 		m.data = p->tbuf;
 		m.capacity = p->tsize;
-		if (mproc__queue_recv_lease(p->tasks, &m, NULL, NULL,
-		                            MPROC_NOWAIT, &lease) != 0)
+		rc = mproc__queue_recv_lease(p->tasks, &m, NULL, NULL,
+		                             MPROC_NOWAIT, &lease);
+		/* -EAGAIN may only mean a busy lock: ask again, waiting
+		 * for the lock, whether anything is left. */
+		if (rc == -EAGAIN && ++busy < 50 &&
+		    mproc__queue_peek(p->tasks, NULL, NULL) == 1)
+			continue;
+		if (rc != 0)
 			return;
 		if (m.request == MPROC_DO && m.size >= sizeof(th)) {
 			memcpy(&th, p->tbuf, sizeof(th));

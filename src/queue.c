@@ -27,9 +27,10 @@
  * (beyond tail) under the lock, where nobody reads it until tail moves.
  *
  * Crash safety: a process may die at any instruction. Every change to st
- * and to a record's flags goes through queue_commit: the new state (and at
- * most one record mark) is written to the journal, the journal is marked
- * valid, then applied, then marked invalid. The next process to take the
+ * and to a record's flags goes through queue_commit: the state words it
+ * changes (four at most) and at most one record mark are written to the
+ * journal, the journal is marked valid, then applied, then marked
+ * invalid. The next process to take the
  * lock gets EOWNERDEAD and rolls a valid journal forward; an invalid one
  * means st was never touched. A record half-written beyond tail is not
  * part of the queue until a commit moves tail over it, so it is never seen.
@@ -62,7 +63,7 @@
 #include "sync.h"
 
 #define QUEUE_MAGIC 0x6d70726f63517565ull /* "mprocQue" */
-#define QUEUE_LAYOUT 1u
+#define QUEUE_LAYOUT 2u
 #define QUEUE_REC_MAGIC 0x5245434du       /* "MCER" */
 
 /* Record flags. */
@@ -131,12 +132,20 @@ struct queue_mark {
 	uint32_t reserved;
 };
 
+/*
+ * The journal holds only what a commit changes: at most JOURNAL_WORDS
+ * state words (every commit changes four or fewer) and one record mark,
+ * so it fits one cache line.
+ */
+#define JOURNAL_WORDS 4
 struct queue_journal {
 	uint32_t valid;
-	uint32_t reserved;
+	uint32_t changed; /* bit i: state word i has a new value in val[] */
 	struct queue_mark mark;
-	struct queue_state st;
+	uint64_t val[JOURNAL_WORDS]; /* new values, in word order */
 };
+_Static_assert(sizeof(struct queue_journal) == 64, "journal is one line");
+_Static_assert(sizeof(struct queue_state) / 8 < 32, "changed is 32 bits");
 
 struct queue_shared {
 	/* Identity: written once before any other process can see it. */
@@ -149,11 +158,12 @@ struct queue_shared {
 	uint32_t flags;
 	uint32_t reserved0;
 
-	/* The lock and the state it guards share lines: a send or receive
-	 * touches them together. */
+	/* The lock, the state it guards and the journal, in three lines a
+	 * send or receive touches together. */
 	pthread_mutex_t lock __attribute__((aligned(MPROC__CACHELINE)));
 	struct queue_state st;
 	uint64_t recoveries;
+	struct queue_journal journal;
 
 	/* Futex words, apart from the state so sleepers polling them do not
 	 * steal the state's line from the lock holder. */
@@ -164,8 +174,6 @@ struct queue_shared {
 	uint32_t recv_waiting;
 	uint32_t send_waiting;
 	uint32_t join_waiting;
-
-	struct queue_journal journal __attribute__((aligned(MPROC__CACHELINE)));
 } __attribute__((aligned(MPROC__CACHELINE)));
 
 struct queue_conn {
@@ -330,8 +338,20 @@ static void queue_commit(struct queue_conn *q, const struct queue_state *ns,
 {
 	struct queue_shared *s = q->s;
 	struct queue_journal *j = &s->journal;
+	uint64_t *cur = (uint64_t *)&s->st;
+	const uint64_t *nw = (const uint64_t *)ns;
+	uint32_t changed = 0;
+	unsigned i, k = 0;
 
-	j->st = *ns;
+	for (i = 0; i < STATE_WORDS; i++) {
+		if (LOAD(&cur[i]) == nw[i])
+			continue;
+		if (k == JOURNAL_WORDS)
+			abort(); /* no commit changes more: a bug, not a state */
+		j->val[k++] = nw[i];
+		changed |= 1u << i;
+	}
+	j->changed = changed;
 	if (mk != NULL)
 		j->mark = *mk;
 	else
@@ -344,7 +364,9 @@ static void queue_commit(struct queue_conn *q, const struct queue_state *ns,
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	queue_crash(crash_point);
 	mark_apply(q, &j->mark);
-	state_store(s, ns);
+	for (i = 0, k = 0; i < STATE_WORDS; i++)
+		if (changed & (1u << i))
+			STORE(&cur[i], j->val[k++]);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (mproc__unlikely(mproc__crash_point != MPROC__CRASH_NONE))
 		queue_crash(crash_point == MPROC__CRASH_SEND_COMMIT
@@ -398,22 +420,34 @@ static int queue_repair(struct queue_conn *q)
 {
 	struct queue_shared *s = q->s;
 	struct queue_journal *j = &s->journal;
-	struct queue_state st;
+	struct queue_state st, ns;
+	uint64_t *nw = (uint64_t *)&ns;
+	uint32_t changed;
+	unsigned i, k = 0;
 
 	if (__atomic_load_n(&j->valid, __ATOMIC_ACQUIRE)) {
-		if (!state_valid(q, &j->st))
+		/* The new state: the live words with the journal's over them
+		 * (whichever of them were already applied). */
+		changed = j->changed;
+		if ((changed >> STATE_WORDS) != 0 ||
+		    __builtin_popcount(changed) > JOURNAL_WORDS)
+			return -EPROTO;
+		state_load(s, &ns);
+		for (i = 0; i < STATE_WORDS; i++)
+			if (changed & (1u << i))
+				nw[i] = j->val[k++];
+		if (!state_valid(q, &ns))
 			return -EPROTO;
 		/* The live state may be half way to the journal's: check the
-		 * mark against the journal's tail (the head may have passed
-		 * the marked record already). */
+		 * mark against the new tail (the head may have passed the
+		 * marked record already). */
 		if (j->mark.off != UINT64_MAX &&
-		    (j->mark.off >= j->st.tail ||
-		     j->st.tail - j->mark.off > q->cap ||
+		    (j->mark.off >= ns.tail || ns.tail - j->mark.off > q->cap ||
 		     j->mark.off % 8 != 0 ||
 		     (j->mark.flags & ~REC_KNOWN_FLAGS) != 0))
 			return -EPROTO;
 		mark_apply(q, &j->mark);
-		state_store(s, &j->st);
+		state_store(s, &ns);
 		__atomic_store_n(&j->valid, 0, __ATOMIC_RELEASE);
 	}
 	state_load(s, &st);
@@ -1039,6 +1073,25 @@ int mproc__queue_lease_release(mproc_conn *c, pid_t dead, uint32_t max_attempts,
 	}
 	queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 	return rc < 0 ? rc : n;
+}
+
+int mproc__queue_peek(mproc_conn *c, mproc_match_fn match, void *arg)
+{
+	struct queue_scan sc = { 0, 0, 0 };
+	struct queue_conn *q;
+	struct queue_state st;
+	struct queue_rec r;
+	uint64_t off;
+	int rc;
+
+	if (c == NULL || c->tr != &mproc__queue_transport)
+		return -EINVAL;
+	q = queue_of(c);
+	if ((rc = queue_lock_default(q, &st)) < 0)
+		return rc;
+	rc = queue_find(q, &st, &sc, match, arg, &off, &r);
+	mproc__unlock(&q->s->lock);
+	return rc;
 }
 
 /* ---- join, stats, orphans -------------------------------------------- */
