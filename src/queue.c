@@ -79,6 +79,8 @@
 #define QUEUE_NOWAIT_LOCK_MS 20
 /* Spin this long for a change before sleeping. */
 #define QUEUE_SPIN_NS 20000
+/* A yield that kept us off the CPU this long means the CPU is wanted. */
+#define QUEUE_YIELD_BUSY_NS 20000
 /* A join purges orphans this often while it waits. */
 #define QUEUE_JOIN_SLICE_MS 100
 
@@ -612,17 +614,18 @@ static int queue_spin(const uint64_t *word, uint64_t v, const uint32_t *stop)
 		__builtin_ia32_pause();
 #endif
 		/* The peer may be waiting for this very CPU (more processes
-		 * than cores): give it the CPU now and then. With an idle
-		 * CPU beside us this costs one cheap system call. */
-		if ((i & 63) == 0)
-			sched_yield();
-		/* The clock is read rarely: most spins end in a few hundred
-		 * iterations, and a clock read costs as much as many pauses. */
-		if ((i & 255) == 0) {
-			uint64_t now = mproc__now_ns();
+		 * than cores): give it the CPU now and then. If the yield
+		 * took long, others were waiting for the CPU: spinning only
+		 * steals from them, so sleep instead. */
+		if ((i & 63) == 0) {
+			uint64_t t0 = mproc__now_ns(), now;
 
+			sched_yield();
+			now = mproc__now_ns();
+			if (now - t0 > QUEUE_YIELD_BUSY_NS)
+				return 0;
 			if (end == 0)
-				end = now + QUEUE_SPIN_NS;
+				end = t0 + QUEUE_SPIN_NS;
 			else if (now > end)
 				return 0;
 		}
