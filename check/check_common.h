@@ -75,6 +75,16 @@ static inline int check_wait_child(pid_t pid, int timeout_ms)
 		_exit(1);                                                     \
 	} while (0)
 
+/*
+ * expect_msg is ck_assert_msg without the checkpoint Check records on
+ * success (a write to its pipe each time): for assertions inside loops.
+ */
+#define expect_msg(cond, ...)                                                 \
+	do {                                                                  \
+		if (!(cond))                                                  \
+			ck_abort_msg(__VA_ARGS__);                            \
+	} while (0)
+
 #define child_assert(cond)                                                    \
 	do {                                                                  \
 		if (!(cond))                                                  \
