@@ -50,6 +50,8 @@ struct shared {
 
 static struct shared *sh;
 static mproc_conn *q;
+static uint8_t *task_seen; /* parent only; global so forked children that
+                              _exit still reach it (no leak reports) */
 
 struct body {
 	uint32_t id;
@@ -234,7 +236,6 @@ int main(int argc, char **argv)
 	unsigned seed = (unsigned)getpid();
 	uint64_t submitted = 0, results = 0, died = 0, bad_results = 0;
 	uint64_t lost = 0, sent_ok = 0, redelivered_extra;
-	uint8_t *task_seen;
 	mproc_stats st;
 	pthread_t th;
 	long long end;
