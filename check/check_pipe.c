@@ -161,6 +161,8 @@ START_TEST(test_pipe_payload_sizes)
 			                    sizes[i], T_LONG) == 0);
 		}
 		mproc_close(b);
+		free(out);
+		free(in);
 		_exit(0);
 	}
 	mproc_close(b);
@@ -218,6 +220,7 @@ START_TEST(test_pipe_order)
 			                    order_size(i), T_LONG) == 0);
 		}
 		mproc_close(b);
+		free(buf);
 		_exit(0);
 	}
 	mproc_close(b);
@@ -290,6 +293,7 @@ START_TEST(test_pipe_peer_death_mid_frame)
 		pattern_fill(buf, big, 1);
 		/* Nobody reads: part of the frame goes, the rest is kept. */
 		child_assert(send_t(b, MPROC_USER + 1, 0, buf, big, 50) == 0);
+		free(buf);
 		_exit(0);
 	}
 	mproc_close(b);
@@ -473,6 +477,7 @@ START_TEST(test_pipe_send_partial_flush)
 		child_assert(memcmp(buf, "last", 4) == 0);
 		child_assert(recv_t(b, &m, buf, big, NULL, NULL, T_LONG) ==
 		             -EPIPE);
+		free(buf);
 		_exit(0);
 	}
 	mproc_close(b);
@@ -516,6 +521,7 @@ START_TEST(test_pipe_close_flush)
 		child_assert(m.size == big && pattern_ok(buf, big, 3));
 		child_assert(recv_t(b, &m, buf, big, NULL, NULL, T_LONG) ==
 		             -EPIPE);
+		free(buf);
 		_exit(0);
 	}
 	mproc_close(b);
