@@ -71,7 +71,7 @@ ROW(-EINVAL, close_null, mproc_close(NULL))
 ROW(-EINVAL, close_closed, mproc_close(c->closed))
 ROW(-EINVAL, fd_null, mproc_fd(NULL))
 ROW(-EINVAL, fd_closed, mproc_fd(c->pclosed))
-ROW(-ENOTSUP, fd_queue, mproc_fd(c->q))
+ROW(-EINVAL, fd_queue, mproc_fd(c->q))
 ROW(-EINVAL, pipe_open_null, mproc_pipe_open(NULL, &c->peer))
 ROW(-EINVAL, pipe_open_null2, mproc_pipe_open(&c->peer, NULL))
 ROW(-EINVAL, queue_open_null, mproc_queue_open(NULL, NULL))
@@ -81,25 +81,25 @@ ROW(-EINVAL, queue_open_payload, mproc_queue_open(&c->peer, &opts_payload))
 ROW(-EINVAL, queue_open_huge, mproc_queue_open(&c->peer, &opts_huge))
 ROW(-EINVAL, empty_null, mproc_queue_empty(NULL))
 ROW(-EINVAL, empty_closed, mproc_queue_empty(c->closed))
-ROW(-ENOTSUP, empty_pipe, mproc_queue_empty(c->pipe))
+ROW(-EINVAL, empty_pipe, mproc_queue_empty(c->pipe))
 ROW(-EINVAL, join_null, mproc_queue_join(NULL, 0))
 ROW(-EINVAL, join_timeout, mproc_queue_join(c->q, -2))
 ROW(-EINVAL, join_closed, mproc_queue_join(c->closed, 0))
-ROW(-ENOTSUP, join_pipe, mproc_queue_join(c->pipe, 0))
+ROW(-EINVAL, join_pipe, mproc_queue_join(c->pipe, 0))
 ROW(-EINVAL, shutdown_null, mproc_queue_shutdown(NULL))
 ROW(-EINVAL, shutdown_closed, mproc_queue_shutdown(c->closed))
-ROW(-ENOTSUP, shutdown_pipe, mproc_queue_shutdown(c->pipe))
+ROW(-EINVAL, shutdown_pipe, mproc_queue_shutdown(c->pipe))
 ROW(-EINVAL, task_done_null, mproc_task_done(NULL))
 ROW(-EINVAL, task_done_auto, mproc_task_done(c->q))
 ROW(-EINVAL, task_done_closed, mproc_task_done(c->closed))
-ROW(-ENOTSUP, task_done_pipe, mproc_task_done(c->pipe))
+ROW(-EINVAL, task_done_pipe, mproc_task_done(c->pipe))
 ROW(-EINVAL, stats_null, mproc_queue_stats(NULL, NULL))
 ROW(-EINVAL, stats_null_out, mproc_queue_stats(c->q, NULL))
 ROW(-EINVAL, stats_closed, mproc_queue_stats(c->closed, NULL))
-ROW(-ENOTSUP, stats_pipe, mproc_queue_stats(c->pipe, (mproc_stats *)c->buf))
+ROW(-EINVAL, stats_pipe, mproc_queue_stats(c->pipe, (mproc_stats *)c->buf))
 ROW(-EINVAL, purge_null, mproc_queue_purge(NULL))
 ROW(-EINVAL, purge_closed, mproc_queue_purge(c->closed))
-ROW(-ENOTSUP, purge_pipe, mproc_queue_purge(c->pipe))
+ROW(-EINVAL, purge_pipe, mproc_queue_purge(c->pipe))
 ROW(-EINVAL, pipe_send_null_data, mproc_send(c->pipe, MPROC_DO, 0, NULL, 1))
 ROW(-EMSGSIZE, pipe_send_over, mproc_send(c->pipe, MPROC_DO, 0, c->buf,
                                           (size_t)MPROC_PIPE_MAX_PAYLOAD + 1))
@@ -135,7 +135,7 @@ static const struct row rows[] = {
 	R(-EINVAL, close_closed),
 	R(-EINVAL, fd_null),
 	R(-EINVAL, fd_closed),
-	R(-ENOTSUP, fd_queue),
+	R(-EINVAL, fd_queue),
 	R(-EINVAL, pipe_open_null),
 	R(-EINVAL, pipe_open_null2),
 	R(-EINVAL, queue_open_null),
@@ -145,25 +145,25 @@ static const struct row rows[] = {
 	R(-EINVAL, queue_open_huge),
 	R(-EINVAL, empty_null),
 	R(-EINVAL, empty_closed),
-	R(-ENOTSUP, empty_pipe),
+	R(-EINVAL, empty_pipe),
 	R(-EINVAL, join_null),
 	R(-EINVAL, join_timeout),
 	R(-EINVAL, join_closed),
-	R(-ENOTSUP, join_pipe),
+	R(-EINVAL, join_pipe),
 	R(-EINVAL, shutdown_null),
 	R(-EINVAL, shutdown_closed),
-	R(-ENOTSUP, shutdown_pipe),
+	R(-EINVAL, shutdown_pipe),
 	R(-EINVAL, task_done_null),
 	R(-EINVAL, task_done_auto),
 	R(-EINVAL, task_done_closed),
-	R(-ENOTSUP, task_done_pipe),
+	R(-EINVAL, task_done_pipe),
 	R(-EINVAL, stats_null),
 	R(-EINVAL, stats_null_out),
 	R(-EINVAL, stats_closed),
-	R(-ENOTSUP, stats_pipe),
+	R(-EINVAL, stats_pipe),
 	R(-EINVAL, purge_null),
 	R(-EINVAL, purge_closed),
-	R(-ENOTSUP, purge_pipe),
+	R(-EINVAL, purge_pipe),
 	R(-EINVAL, pipe_send_null_data),
 	R(-EMSGSIZE, pipe_send_over),
 	R(-EINVAL, pipe_recv_timeout),

@@ -12,7 +12,9 @@
  * General rules, stated once:
  *
  * - Errors: every function that can fail returns 0 (or a count) on success
- *   and a negative errno value on failure. mproc_strerror() names it. A call
+ *   and a negative errno value on failure. -EINVAL covers every bad
+ *   argument: NULL, a closed handle, a handle of the wrong kind (a queue
+ *   call on a pipe end), a bad timeout, an unknown flag. mproc_strerror() names it. A call
  *   that fails changes nothing: the queue and every message in it stay as
  *   they were.
  * - Timeouts are in milliseconds: MPROC_NOWAIT (0) never waits for a
@@ -237,15 +239,14 @@ int mproc_close(mproc_conn *c);
  * so messages it already took in, and messages held back by a rejecting
  * predicate, are not visible to poll: after poll reports c readable, call
  * mproc_recv with MPROC_NOWAIT until it returns -EAGAIN before polling
- * again. The descriptor
- * stays owned by c. Returns the descriptor, or -EINVAL (NULL) or -ENOTSUP
- * (a queue, which has no descriptor).
+ * again. The descriptor stays owned by c. Returns the descriptor, or
+ * -EINVAL (NULL, closed, or a queue, which has no descriptor).
  */
 int mproc_fd(mproc_conn *c);
 
 /*
  * mproc_queue_empty returns 1 when no message is queued, 0 when some are,
- * or a negative errno (-EINVAL, -ENOTSUP for a pipe, -EPROTO). Blocks only
+ * or a negative errno (-EINVAL, -EPROTO). Blocks only
  * for the queue's lock.
  */
 int mproc_queue_empty(mproc_conn *q);
@@ -257,7 +258,7 @@ int mproc_queue_empty(mproc_conn *q);
  * exist) are purged while waiting, so a join never waits on a dead
  * recipient's mail.
  * Returns 0, -EAGAIN (MPROC_NOWAIT and tasks remain), -ETIMEDOUT,
- * -ESHUTDOWN, -EINVAL, -ENOTSUP or -EPROTO.
+ * -ESHUTDOWN, -EINVAL or -EPROTO.
  */
 int mproc_queue_join(mproc_conn *q, int timeout_ms);
 
@@ -265,20 +266,20 @@ int mproc_queue_join(mproc_conn *q, int timeout_ms);
  * mproc_queue_shutdown marks the queue shut down: every process blocked in
  * send, receive or join on it wakes at once with -ESHUTDOWN, and every later
  * send, receive or join returns -ESHUTDOWN. Queued messages stay (stats
- * still sees them). Returns 0, -EINVAL, -ENOTSUP or -EPROTO.
+ * still sees them). Returns 0, -EINVAL or -EPROTO.
  */
 int mproc_queue_shutdown(mproc_conn *q);
 
 /*
  * mproc_task_done marks one taken task finished; only for queues opened
  * with MPROC_QUEUE_MANUAL_DONE. Returns 0, -EINVAL (wrong queue kind, or
- * more task_done calls than tasks taken), -ENOTSUP or -EPROTO.
+ * more task_done calls than tasks taken) or -EPROTO.
  */
 int mproc_task_done(mproc_conn *q);
 
 /*
  * mproc_queue_stats fills *st with an exact snapshot (taken under the
- * lock). Returns 0, -EINVAL, -ENOTSUP or -EPROTO. Borrows st.
+ * lock). Returns 0, -EINVAL or -EPROTO. Borrows st.
  */
 int mproc_queue_stats(mproc_conn *q, mproc_stats *st);
 
@@ -286,8 +287,7 @@ int mproc_queue_stats(mproc_conn *q, mproc_stats *st);
  * mproc_queue_purge drops the queued messages addressed to processes that
  * no longer exist (exited, reaped or not, or whose pid now belongs to a
  * process started after the message was sent); each dropped message
- * finishes its task. Returns the number dropped, or -EINVAL, -ENOTSUP,
- * -EPROTO.
+ * finishes its task. Returns the number dropped, or -EINVAL or -EPROTO.
  */
 int mproc_queue_purge(mproc_conn *q);
 

@@ -194,13 +194,13 @@ int mproc_fd(mproc_conn *c)
 	return c->tr->fd(c);
 }
 
-/* Queue-only calls: a pipe handle gives -ENOTSUP. */
+/* Queue-only calls: any other handle is a bad argument. */
 #define MPROC__QUEUE_ONLY(c)                                                   \
 	do {                                                                   \
 		if ((c) == NULL || (c)->tr == &closed_transport)        \
 			return -EINVAL;                                        \
 		if ((c)->tr != &mproc__queue_transport)                        \
-			return -ENOTSUP;                                       \
+			return -EINVAL;                                        \
 	} while (0)
 
 int mproc_queue_empty(mproc_conn *q)

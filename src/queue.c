@@ -1299,7 +1299,7 @@ static void queue_close(mproc_conn *c)
 static int queue_fd(mproc_conn *c)
 {
 	MPROC__UNUSED(c);
-	return -ENOTSUP;
+	return -EINVAL; /* a queue has no descriptor */
 }
 
 int mproc__queue_open(mproc_conn **out, const mproc_queue_opts *opts)

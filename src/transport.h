@@ -28,7 +28,7 @@ struct mproc__transport {
 	 * mproc_close keeps so later calls on it get -EINVAL. Never blocks
 	 * for long. */
 	void (*close)(mproc_conn *c);
-	/* fd returns a pollable descriptor or -ENOTSUP. */
+	/* fd returns a pollable descriptor, or -EINVAL if it has none. */
 	int (*fd)(mproc_conn *c);
 };
 
