@@ -335,21 +335,23 @@ static void mark_apply(struct queue_conn *q, const struct queue_mark *mk)
  * queue_commit makes ns (and mark, if any) the queue's state in a way a
  * crash cannot tear: journal, valid, apply, invalid. Called with the lock.
  */
-static void queue_commit(struct queue_conn *q, const struct queue_state *ns,
+static void queue_commit(struct queue_conn *q, const struct queue_state *old,
+                         const struct queue_state *ns,
                          const struct queue_mark *mk, int crash_point)
 {
 	struct queue_shared *s = q->s;
 	struct queue_journal *j = &s->journal;
 	uint64_t *cur = (uint64_t *)&s->st;
-	const uint64_t *nw = (const uint64_t *)ns;
+	const uint64_t *ow = (const uint64_t *)old, *nw = (const uint64_t *)ns;
 	uint32_t changed = 0;
 	unsigned i, k = 0;
 
-	for (i = 0; i < STATE_WORDS; i++) {
-		if (LOAD(&cur[i]) == nw[i])
+	/* The words this operation changes, against the state it validated
+	 * (not a re-read of the mapping, which a peer could scribble on):
+	 * at most JOURNAL_WORDS by construction of every caller. */
+	for (i = 0; i < STATE_WORDS && k < JOURNAL_WORDS; i++) {
+		if (ow[i] == nw[i])
 			continue;
-		if (k == JOURNAL_WORDS)
-			abort(); /* no commit changes more: a bug, not a state */
 		j->val[k++] = nw[i];
 		changed |= 1u << i;
 	}
@@ -711,7 +713,7 @@ static int queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 	ns.queued++;
 	ns.unfinished++;
 	ns.sent++;
-	queue_commit(q, &ns, NULL, MPROC__CRASH_SEND_COMMIT);
+	queue_commit(q, &st, &ns, NULL, MPROC__CRASH_SEND_COMMIT);
 	queue_unlock_wake(q, WAKE_DATA, queue_data_bits(r.recipient));
 	return 0;
 }
@@ -931,7 +933,7 @@ static int queue_recv_common(struct queue_conn *q, mproc_msg *m,
 	/* A queued-count limit frees room even when the head stays. */
 	if (q->max_messages != 0)
 		wake |= WAKE_SPACE;
-	queue_commit(q, &ns, &mk, MPROC__CRASH_RECV_COMMIT);
+	queue_commit(q, &st, &ns, &mk, MPROC__CRASH_RECV_COMMIT);
 	queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 	return 0;
 }
@@ -989,7 +991,7 @@ static int queue_consume_locked(struct queue_conn *q, struct queue_state *st,
 	mk.attempts = r->attempts;
 	mk.lease_pid = 0;
 	mk.reserved = 0;
-	queue_commit(q, &ns, &mk, MPROC__CRASH_NONE);
+	queue_commit(q, st, &ns, &mk, MPROC__CRASH_NONE);
 	*st = ns;
 	return 0;
 }
@@ -1070,7 +1072,7 @@ int mproc__queue_lease_release(mproc_conn *c, pid_t dead, uint32_t max_attempts,
 		mk.attempts = r.attempts;
 		mk.lease_pid = 0;
 		mk.reserved = 0;
-		queue_commit(q, &ns, &mk, MPROC__CRASH_NONE);
+		queue_commit(q, &st, &ns, &mk, MPROC__CRASH_NONE);
 		st = ns;
 		wake |= WAKE_DATA;
 	}
@@ -1258,7 +1260,7 @@ int mproc__queue_task_done(mproc_conn *c)
 	ns.unfinished--;
 	if (ns.unfinished == 0)
 		wake |= WAKE_DONE;
-	queue_commit(q, &ns, NULL, MPROC__CRASH_NONE);
+	queue_commit(q, &st, &ns, NULL, MPROC__CRASH_NONE);
 	queue_unlock_wake(q, wake, MPROC__FUTEX_ALL);
 	return 0;
 }
