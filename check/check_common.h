@@ -157,6 +157,29 @@ static inline int check_stress_seconds(void)
 	return n > 0 ? n : 5;
 }
 
+/* A queue with these options (0: the default), or the test fails. */
+static inline mproc_conn *queue_new(size_t capacity, uint32_t max_payload,
+                                    uint32_t max_messages, uint32_t flags)
+{
+	mproc_queue_opts o = { capacity, max_messages, max_payload, flags };
+	mproc_conn *q = NULL;
+	int rc = mproc_queue_open(&q, &o);
+
+	ck_assert_msg(rc == 0 && q != NULL, "mproc_queue_open: %s",
+	              mproc_strerror(rc));
+	return q;
+}
+
+/* q's stats, or the test fails. */
+static inline mproc_stats stats_of(mproc_conn *q)
+{
+	mproc_stats st;
+	int rc = mproc_queue_stats(q, &st);
+
+	ck_assert_msg(rc == 0, "mproc_queue_stats: %s", mproc_strerror(rc));
+	return st;
+}
+
 /* Run one suite; exit status for automake. */
 static inline int check_run_suite(Suite *s)
 {

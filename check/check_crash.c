@@ -79,26 +79,6 @@ static void *shm_alloc(size_t len)
 	return p;
 }
 
-static mproc_conn *queue_new(size_t capacity, uint32_t max_payload,
-                             uint32_t max_messages, uint32_t flags)
-{
-	mproc_queue_opts o = { capacity, max_messages, max_payload, flags };
-	mproc_conn *q = NULL;
-	int rc = mproc_queue_open(&q, &o);
-
-	ck_assert_msg(rc == 0, "mproc_queue_open: %s", mproc_strerror(rc));
-	return q;
-}
-
-static mproc_stats stats_of(mproc_conn *q)
-{
-	mproc_stats st;
-	int rc = mproc_queue_stats(q, &st);
-
-	ck_assert_msg(rc == 0, "mproc_queue_stats: %s", mproc_strerror(rc));
-	return st;
-}
-
 /* Send a struct pay message of size bytes; returns what send returned. */
 static int send_pay(mproc_conn *q, uint32_t size, uint32_t src, uint32_t round,
                     uint64_t seq, int timeout_ms)

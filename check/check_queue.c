@@ -11,25 +11,6 @@
 
 #define T 5000 /* ms: every blocking call in these tests */
 
-static mproc_conn *open_queue(size_t capacity, uint32_t max_messages,
-                              uint32_t max_payload, uint32_t flags)
-{
-	mproc_queue_opts o = { capacity, max_messages, max_payload, flags };
-	mproc_conn *q = NULL;
-
-	ck_assert_int_eq(mproc_queue_open(&q, &o), 0);
-	ck_assert_ptr_nonnull(q);
-	return q;
-}
-
-static mproc_stats stats_of(mproc_conn *q)
-{
-	mproc_stats st;
-
-	ck_assert_int_eq(mproc_queue_stats(q, &st), 0);
-	return st;
-}
-
 static int reject_all(const mproc_msg *m, void *arg)
 {
 	(void)m;
@@ -52,7 +33,7 @@ static int request_is(const mproc_msg *m, void *arg)
 /* pymulproc: test_children_to_parent_communication. */
 START_TEST(test_queue_children_to_parent)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	pid_t kids[5];
 	int i, counter = 0, v;
 	mproc_msg m = { .data = &v, .capacity = sizeof(v) };
@@ -112,7 +93,7 @@ static void duplex_child(mproc_conn *q, pid_t parent)
 
 START_TEST(test_queue_duplex_directed_stress)
 {
-	mproc_conn *q = open_queue(64 << 10, 0, 64, 0);
+	mproc_conn *q = queue_new(64 << 10, 64, 0, 0);
 	pid_t kids[10], me = getpid();
 	int round, n, i, k;
 	int32_t v;
@@ -153,7 +134,7 @@ END_TEST
 
 START_TEST(test_queue_receive_nothing)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	char buf[8];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 	long long t0;
@@ -170,7 +151,7 @@ END_TEST
 
 START_TEST(test_queue_send_and_receive)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	char buf[64];
 	mproc_msg s = { .request = MPROC_USER + 7, .sender = 4242,
 	                .recipient = 77, .size = 5, .data = "hello" };
@@ -198,7 +179,7 @@ END_TEST
 /* pymulproc: a message that is not for us stays in the queue. */
 START_TEST(test_queue_not_for_us_stays)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	char buf[16];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 	pid_t other = getppid(); /* alive: its mail is no orphan */
@@ -224,7 +205,7 @@ END_TEST
  * and what is left is still in order. */
 START_TEST(test_queue_predicate_keeps_order)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	int32_t want = MPROC_USER + 1, v, i;
 	mproc_msg m = { .data = &v, .capacity = sizeof(v) };
 
@@ -251,8 +232,8 @@ END_TEST
 /* pymulproc: the queue full error, by count and by bytes. */
 START_TEST(test_queue_full)
 {
-	mproc_conn *q = open_queue(0, 2, 0, 0);
-	mproc_conn *b = open_queue(1024, 0, 256, 0);
+	mproc_conn *q = queue_new(0, 0, 2, 0);
+	mproc_conn *b = queue_new(1024, 256, 0, 0);
 	mproc_msg s = { .request = MPROC_DO, .size = 200, .data = NULL };
 	char buf[256] = { 0 };
 	long long t0;
@@ -282,7 +263,7 @@ END_TEST
 /* A sender blocked on a full queue wakes when a receiver makes room. */
 START_TEST(test_queue_full_sender_wakes)
 {
-	mproc_conn *q = open_queue(0, 1, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 1, 0);
 	int v = 1;
 	mproc_msg m = { .data = &v, .capacity = sizeof(v) };
 	pid_t kid;
@@ -312,7 +293,7 @@ END_TEST
 /* pymulproc: task counting with rejecting and accepting predicates. */
 START_TEST(test_queue_task_counting)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	char buf[8];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 	int i;
@@ -341,7 +322,7 @@ END_TEST
 /* pymulproc: a blocking receive woken by a child that sends late. */
 START_TEST(test_queue_blocking_receive_woken)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	int v = 0;
 	mproc_msg m = { .data = &v, .capacity = sizeof(v) };
 	long long t0 = check_now_ms();
@@ -368,7 +349,7 @@ END_TEST
  * other mail arrives, and wakes for its own. */
 START_TEST(test_queue_blocking_predicate_sleeps)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	int32_t want = MPROC_USER + 5, v = 0;
 	mproc_msg m = { .data = &v, .capacity = sizeof(v) };
 	pid_t kid = fork();
@@ -396,7 +377,7 @@ END_TEST
 
 START_TEST(test_queue_emsgsize_keeps_message)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	char big[1000], buf[1000];
 	mproc_msg m = { .data = buf, .capacity = 10 };
 
@@ -416,7 +397,7 @@ END_TEST
 /* Payloads wrap around the end of the ring whole. */
 START_TEST(test_queue_wraparound)
 {
-	mproc_conn *q = open_queue(4096, 0, 1000, 0);
+	mproc_conn *q = queue_new(4096, 1000, 0, 0);
 	unsigned char in[1000], out[1000];
 	mproc_msg m = { .data = out, .capacity = sizeof(out) };
 	int i, j;
@@ -446,7 +427,7 @@ END_TEST
 
 START_TEST(test_queue_manual_done)
 {
-	mproc_conn *q = open_queue(0, 0, 0, MPROC_QUEUE_MANUAL_DONE);
+	mproc_conn *q = queue_new(0, 0, 0, MPROC_QUEUE_MANUAL_DONE);
 	char buf[8];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 
@@ -466,7 +447,7 @@ START_TEST(test_queue_manual_done)
 	ck_assert_uint_eq(stats_of(q).unfinished, 0);
 	mproc_close(q);
 
-	q = open_queue(0, 0, 0, 0);
+	q = queue_new(0, 0, 0, 0);
 	ck_assert_int_eq(mproc_task_done(q), -EINVAL); /* automatic queue */
 	mproc_close(q);
 }
@@ -475,7 +456,7 @@ END_TEST
 /* A join in the parent returns when a child finishes the last task. */
 START_TEST(test_queue_join_waits_for_children)
 {
-	mproc_conn *q = open_queue(0, 0, 0, MPROC_QUEUE_MANUAL_DONE);
+	mproc_conn *q = queue_new(0, 0, 0, MPROC_QUEUE_MANUAL_DONE);
 	char buf[8];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 	pid_t kid;
@@ -502,7 +483,7 @@ END_TEST
 
 START_TEST(test_queue_stats_exact)
 {
-	mproc_conn *q = open_queue(8192, 0, 512, 0);
+	mproc_conn *q = queue_new(8192, 512, 0, 0);
 	char buf[512];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 	mproc_stats st;
@@ -561,7 +542,7 @@ END_TEST
 
 START_TEST(test_queue_bad_arguments_change_nothing)
 {
-	mproc_conn *q = open_queue(0, 0, 128, 0);
+	mproc_conn *q = queue_new(0, 128, 0, 0);
 	char buf[256] = "keep";
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 	mproc_msg s = { .request = MPROC_DO, .size = 5, .data = NULL };
@@ -607,7 +588,7 @@ static int reentrant_pred(const mproc_msg *m, void *arg)
 
 START_TEST(test_queue_reentrant_predicate)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	char buf[8];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 
@@ -623,7 +604,7 @@ END_TEST
 /* Shutdown wakes a receiver, a sender and a joiner in other processes. */
 START_TEST(test_queue_shutdown_wakes_everyone)
 {
-	mproc_conn *q = open_queue(0, 1, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 1, 0);
 	pid_t kids[3];
 	int i;
 
@@ -662,7 +643,7 @@ END_TEST
  * join does not wait for it. */
 START_TEST(test_queue_orphans)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	char buf[8];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 	pid_t kid = fork();
@@ -707,7 +688,7 @@ static void on_usr1(int sig)
 
 START_TEST(test_queue_signal_storm)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	struct sigaction sa;
 	char buf[8];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
@@ -743,7 +724,7 @@ END_TEST
  * does not disturb the others. */
 START_TEST(test_queue_fork_generations)
 {
-	mproc_conn *q = open_queue(0, 0, 0, 0);
+	mproc_conn *q = queue_new(0, 0, 0, 0);
 	char buf[8];
 	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 	pid_t kid = fork();
@@ -779,7 +760,7 @@ START_TEST(test_queue_no_descriptor)
 	before = dup(0);
 	ck_assert_int_ge(before, 0);
 	close(before);
-	q = open_queue(0, 0, 0, 0);
+	q = queue_new(0, 0, 0, 0);
 	fd = dup(0);
 	after = fd;
 	close(fd);

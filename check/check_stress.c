@@ -73,26 +73,6 @@ static void *shm_alloc(size_t len)
 	return p;
 }
 
-static mproc_conn *queue_new(size_t capacity, uint32_t max_payload,
-                             uint32_t max_messages)
-{
-	mproc_queue_opts o = { capacity, max_messages, max_payload, 0 };
-	mproc_conn *q = NULL;
-	int rc = mproc_queue_open(&q, &o);
-
-	ck_assert_msg(rc == 0, "mproc_queue_open: %s", mproc_strerror(rc));
-	return q;
-}
-
-static mproc_stats stats_of(mproc_conn *q)
-{
-	mproc_stats st;
-	int rc = mproc_queue_stats(q, &st);
-
-	ck_assert_msg(rc == 0, "mproc_queue_stats: %s", mproc_strerror(rc));
-	return st;
-}
-
 static int send_pay(mproc_conn *q, int32_t request, pid_t to, uint32_t size,
                     uint32_t src, uint32_t round, uint64_t seq, int timeout_ms)
 {
@@ -366,7 +346,7 @@ static void mm_run(mproc_conn *q, uint64_t limit, uint32_t maxsize, int secs,
 /* 4 producers, 4 consumers, tens of thousands of messages. */
 START_TEST(test_stress_mm_integrity)
 {
-	mproc_conn *q = queue_new(64 << 10, 512, 0);
+	mproc_conn *q = queue_new(64 << 10, 512, 0, 0);
 
 	mm_run(q, 12500, 512, check_stress_seconds() * 2, "M:M");
 	mproc_close(q);
@@ -377,7 +357,7 @@ END_TEST
  * putting each other to sleep; a lost wake-up stalls it. */
 START_TEST(test_stress_small_queue)
 {
-	mproc_conn *q = queue_new(2048, 256, 0);
+	mproc_conn *q = queue_new(2048, 256, 0, 0);
 
 	mm_run(q, MM_MAXSEQ, 256, check_stress_seconds(), "small queue");
 	mproc_close(q);
@@ -387,7 +367,7 @@ END_TEST
 /* And bounded by a message count: max_messages 2. */
 START_TEST(test_stress_max_messages)
 {
-	mproc_conn *q = queue_new(64 << 10, 256, 2);
+	mproc_conn *q = queue_new(64 << 10, 256, 2, 0);
 
 	mm_run(q, MM_MAXSEQ, 256, check_stress_seconds(), "max_messages 2");
 	mproc_close(q);
@@ -467,7 +447,7 @@ static void pp_ping(mproc_conn *q, struct pp_shared *sh, pid_t pong,
 START_TEST(test_stress_pingpong)
 {
 	struct pp_shared *sh = shm_alloc(sizeof(*sh));
-	mproc_conn *q = queue_new(4096, 256, 1);
+	mproc_conn *q = queue_new(4096, 256, 1, 0);
 	long long end = check_now_ms() + 1000LL * check_stress_seconds();
 	pid_t pids[2];
 
@@ -549,7 +529,7 @@ static int dir_for_parent(const mproc_msg *m, void *arg)
 START_TEST(test_stress_directed)
 {
 	struct dir_shared *sh = shm_alloc(sizeof(*sh));
-	mproc_conn *q = queue_new(64 << 10, 512, 0);
+	mproc_conn *q = queue_new(64 << 10, 512, 0, 0);
 	long long end = check_now_ms() + 1000LL * check_stress_seconds();
 	uint64_t sent[DIR_KIDS] = { 0 }, answered[DIR_KIDS] = { 0 };
 	pid_t kids[DIR_KIDS], me = getpid();

@@ -36,16 +36,6 @@ static uint32_t rng_range(uint64_t *s, uint32_t lo, uint32_t hi)
 	return lo + rng_next(s) % (hi - lo + 1);
 }
 
-static mproc_conn *queue_new(size_t capacity, uint32_t max_payload)
-{
-	mproc_queue_opts o = { capacity, 0, max_payload, 0 };
-	mproc_conn *q = NULL;
-	int rc = mproc_queue_open(&q, &o);
-
-	ck_assert_msg(rc == 0, "mproc_queue_open: %s", mproc_strerror(rc));
-	return q;
-}
-
 static void check_drained(mproc_conn *q)
 {
 	mproc_stats st;
@@ -238,7 +228,7 @@ START_TEST(test_threads_procs)
 	const int roles_both[2] = { ROLE_BOTH, ROLE_BOTH };
 	struct book *b = mmap(NULL, sizeof(*b), PROT_READ | PROT_WRITE,
 	                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	mproc_conn *q = queue_new(8192, MAX_PAYLOAD);
+	mproc_conn *q = queue_new(8192, MAX_PAYLOAD, 0, 0);
 	uint32_t senders[2 * PROCS];
 	int nsenders = 0, mixed = _i;
 	pid_t pids[PROCS];
@@ -290,7 +280,7 @@ START_TEST(test_threads_inproc)
 	const int split[4] = { ROLE_SEND, ROLE_SEND, ROLE_RECV, ROLE_RECV };
 	const int both[4] = { ROLE_BOTH, ROLE_BOTH, ROLE_BOTH, ROLE_BOTH };
 	struct book *b = calloc(1, sizeof(*b));
-	mproc_conn *q = queue_new(4096, MAX_PAYLOAD);
+	mproc_conn *q = queue_new(4096, MAX_PAYLOAD, 0, 0);
 	const uint32_t senders[4] = { 0, 1, 2, 3 };
 	int mixed = _i;
 
@@ -391,7 +381,7 @@ static void *picker_main(void *arg)
 START_TEST(test_threads_predicates)
 {
 	struct picker pk[PICK_THREADS];
-	mproc_conn *q = queue_new(4096, MAX_PAYLOAD);
+	mproc_conn *q = queue_new(4096, MAX_PAYLOAD, 0, 0);
 	uint64_t sent[PICK_THREADS] = { 0 }, rng = (uint64_t)check_now_ms() | 1;
 	uint8_t out[MAX_PAYLOAD];
 
