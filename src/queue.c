@@ -641,6 +641,36 @@ static int queue_expired(const struct mproc__deadline *d, int timeout_ms)
 	return timeout_ms == MPROC_NOWAIT ? -EAGAIN : -ETIMEDOUT;
 }
 
+/*
+ * queue_wait: called with the lock held after an attempt that could not
+ * proceed; always releases the lock. The deadline passed: -EAGAIN or
+ * -ETIMEDOUT. First time round (*spun clear): spin on *watch without the
+ * lock, then 0 to try again. Else: sleep on seq with bits (queue_sleep),
+ * then 0 to try again, or -ETIMEDOUT.
+ */
+static int queue_wait(struct queue_conn *q, const struct mproc__deadline *d,
+                      int timeout_ms, int *spun, const uint64_t *watch,
+                      uint32_t *mask, uint32_t *seq, uint32_t bits)
+{
+	struct queue_shared *s = q->s;
+	uint64_t v;
+	int rc;
+
+	if ((rc = queue_expired(d, timeout_ms)) < 0) {
+		mproc__unlock(&s->lock);
+		return rc;
+	}
+	if (!*spun) {
+		v = LOAD(watch);
+		mproc__unlock(&s->lock);
+		queue_spin(watch, v, &s->shutdown);
+		*spun = 1;
+		return 0;
+	}
+	*spun = 0;
+	return queue_sleep(q, mask, seq, d, 0, bits);
+}
+
 /* ---- send ------------------------------------------------------------ */
 
 static int queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
@@ -680,21 +710,10 @@ static int queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 		if (st.tail - st.head + len <= q->cap &&
 		    (q->max_messages == 0 || st.queued < q->max_messages))
 			break;
-		if ((rc = queue_expired(&d, timeout_ms)) < 0) {
-			mproc__unlock(&s->lock);
-			return rc;
-		}
-		if (!spun) {
-			uint64_t head = st.head;
-
-			mproc__unlock(&s->lock);
-			queue_spin(&s->st.head, head, &s->shutdown);
-			spun = 1;
-			continue;
-		}
-		spun = 0;
-		if ((rc = queue_sleep(q, &s->send_waiting, &s->space_seq, &d,
-		                      0, MPROC__FUTEX_ALL)) < 0)
+		/* Full: wait for a receiver to move the head. */
+		if ((rc = queue_wait(q, &d, timeout_ms, &spun, &s->st.head,
+		                     &s->send_waiting, &s->space_seq,
+		                     MPROC__FUTEX_ALL)) < 0)
 			return rc;
 	}
 
@@ -863,24 +882,13 @@ static int queue_recv_common(struct queue_conn *q, mproc_msg *m,
 		rc = queue_find(q, &st, &sc, match, arg, &off, &r);
 		if (rc != 0)
 			break;
-		if ((rc = queue_expired(&d, timeout_ms)) < 0) {
-			mproc__unlock(&s->lock);
-			return rc;
-		}
-		if (!spun) {
-			uint64_t tail = st.tail;
-
-			mproc__unlock(&s->lock);
-			queue_spin(&s->st.tail, tail, &s->shutdown);
-			spun = 1;
-			continue;
-		}
-		spun = 0;
-		if ((rc = queue_sleep(q, &s->recv_waiting, &s->data_seq, &d,
-		                      0, match == mproc_for_me
-		                                 ? queue_pid_bit(mproc__self_pid()) |
-		                                           WAIT_ANY_BIT
-		                                 : MPROC__FUTEX_ALL)) < 0)
+		/* Nothing for us: wait for a sender to move the tail. */
+		if ((rc = queue_wait(q, &d, timeout_ms, &spun, &s->st.tail,
+		                     &s->recv_waiting, &s->data_seq,
+		                     match == mproc_for_me
+		                             ? queue_pid_bit(mproc__self_pid()) |
+		                                       WAIT_ANY_BIT
+		                             : MPROC__FUTEX_ALL)) < 0)
 			return rc;
 	}
 	if (rc < 0) {
