@@ -34,6 +34,8 @@ struct mproc__deadline {
 	struct timespec at;
 	bool forever; /* MPROC_FOREVER: at is unused */
 	bool expired; /* MPROC_NOWAIT: passed from the start, at unused */
+	bool armed;   /* at is set (see mproc__deadline_arm) */
+	int ms;       /* the timeout, until armed */
 };
 
 /* mproc__timeout_ok: MPROC_FOREVER, MPROC_NOWAIT or a positive count. */
@@ -42,7 +44,17 @@ static inline bool mproc__timeout_ok(int timeout_ms)
 	return timeout_ms >= MPROC_FOREVER;
 }
 
+/*
+ * mproc__deadline_set starts a deadline without reading the clock: a
+ * positive timeout is turned into an instant by mproc__deadline_arm, which
+ * every function below that needs the instant calls, so the clock is read
+ * when a call first has to wait, not on every message. The few
+ * microseconds of work before that first wait are not counted.
+ */
 void mproc__deadline_set(struct mproc__deadline *d, int timeout_ms);
+/* Fix the instant of a deadline made by mproc__deadline_set (the caller's
+ * object is written: deadlines are never const objects). */
+void mproc__deadline_arm(const struct mproc__deadline *d);
 /* Milliseconds left (rounded up), 0 if passed, -1 if forever. */
 int mproc__deadline_ms(const struct mproc__deadline *d);
 /* Nanoseconds left, 0 if passed, INT64_MAX if forever. */
@@ -105,9 +117,10 @@ void *mproc__queue_mapping(mproc_conn *q, size_t *len);
  * close. For fuzzers and tests.
  */
 int mproc__queue_attach(mproc_conn **q, void *base, size_t len);
-/* Where the lock sits in the mapping (fuzzers leave it alone: a scribbled
- * mutex word cannot be told from a held one). */
-void mproc__queue_lock_span(size_t *off, size_t *len);
+/* Where lock `which` (0: the send lock, 1: the receive lock) sits in the
+ * mapping; -1 for any other which. Fuzzers leave them alone: a scribbled
+ * mutex word cannot be told from a held one. */
+int mproc__queue_lock_span(int which, size_t *off, size_t *len);
 /* Test hooks: kill the calling process at a named point (see queue.c). */
 enum mproc__crash_point {
 	MPROC__CRASH_NONE = 0,

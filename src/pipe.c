@@ -175,8 +175,10 @@ static int pipe_lock(pthread_mutex_t *mu, const struct mproc__deadline *d,
 		rc = pthread_mutex_lock(mu);
 	else if (timeout_ms == MPROC_NOWAIT)
 		rc = pthread_mutex_trylock(mu);
-	else
+	else {
+		mproc__deadline_arm(d);
 		rc = mproc__mutex_clocklock(mu, &d->at);
+	}
 	if (rc == 0)
 		return 0;
 	if (rc == EBUSY || rc == ETIMEDOUT)

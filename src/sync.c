@@ -38,21 +38,30 @@ uint64_t mproc__boottime_ns(void)
 
 void mproc__deadline_set(struct mproc__deadline *d, int timeout_ms)
 {
-	/* No clock read for the two common cases: the send and receive
-	 * fast paths call this once per message. */
+	/* No clock read: the send and receive fast paths call this once
+	 * per message and usually never wait. */
 	d->forever = timeout_ms < 0;
 	d->expired = timeout_ms == 0;
+	d->armed = timeout_ms <= 0;
+	d->ms = timeout_ms;
 	d->at.tv_sec = 0;
 	d->at.tv_nsec = 0;
-	if (timeout_ms > 0) {
-		clock_gettime(CLOCK_MONOTONIC, &d->at);
-		d->at.tv_sec += timeout_ms / 1000;
-		d->at.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (d->at.tv_nsec >= 1000000000L) {
-			d->at.tv_sec++;
-			d->at.tv_nsec -= 1000000000L;
-		}
+}
+
+void mproc__deadline_arm(const struct mproc__deadline *cd)
+{
+	struct mproc__deadline *d = (struct mproc__deadline *)cd;
+
+	if (d->armed || d->forever || d->expired)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &d->at);
+	d->at.tv_sec += d->ms / 1000;
+	d->at.tv_nsec += (long)(d->ms % 1000) * 1000000L;
+	if (d->at.tv_nsec >= 1000000000L) {
+		d->at.tv_sec++;
+		d->at.tv_nsec -= 1000000000L;
 	}
+	d->armed = true;
 }
 
 int64_t mproc__deadline_ns(const struct mproc__deadline *d)
@@ -64,6 +73,7 @@ int64_t mproc__deadline_ns(const struct mproc__deadline *d)
 		return INT64_MAX;
 	if (d->expired)
 		return 0;
+	mproc__deadline_arm(d);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	left = (int64_t)(d->at.tv_sec - now.tv_sec) * 1000000000LL +
 	       (d->at.tv_nsec - now.tv_nsec);
@@ -174,8 +184,10 @@ int mproc__lock(pthread_mutex_t *mu, const struct mproc__deadline *d)
 	else if (rc == EBUSY) {
 		if (d->forever)
 			rc = pthread_mutex_lock(mu);
-		else
+		else {
+			mproc__deadline_arm(d);
 			rc = mproc__mutex_clocklock(mu, &d->at);
+		}
 	}
 	switch (rc) {
 	case 0:
