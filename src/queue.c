@@ -456,10 +456,12 @@ static int queue_check_identity(const struct queue_conn *q)
 /*
  * queue_walk_check walks every record from head to tail. Bounded: each
  * step moves at least one header. Counts the leased and the visible
- * records. Returns 0 or -EPROTO.
+ * records. Returns 0 or -EPROTO. Without the receive lock (locked == 0)
+ * receivers mark records and move head meanwhile: only the records'
+ * shape is checked, not that the one at head is live.
  */
 static int queue_walk_check(struct queue_conn *q, uint64_t head, uint64_t tail,
-                            uint64_t *queued, uint64_t *leased)
+                            int locked, uint64_t *queued, uint64_t *leased)
 {
 	struct queue_rec r;
 	uint64_t off;
@@ -472,7 +474,7 @@ static int queue_walk_check(struct queue_conn *q, uint64_t head, uint64_t tail,
 			(*leased)++;
 		else if (!(r.flags & REC_CONSUMED))
 			(*queued)++;
-		else if (off == head)
+		else if (off == head && locked)
 			return -EPROTO; /* consumed records never stay at the head */
 	}
 	return 0;
@@ -518,7 +520,7 @@ static int queue_repair_send(struct queue_conn *q)
 	 * [head, tail) keep their shape (only senders write those bytes,
 	 * and they wait for this lock). */
 	if (!send_words_valid(q, nw, head) ||
-	    queue_walk_check(q, head, nw[P_TAIL], &queued, &leased) < 0)
+	    queue_walk_check(q, head, nw[P_TAIL], 0, &queued, &leased) < 0)
 		return -EPROTO;
 	STORE(&sd->recoveries, LOAD(&sd->recoveries) + 1);
 	return 0;
@@ -539,21 +541,22 @@ static int queue_repair_recv(struct queue_conn *q)
 
 		if (journal_overlay(sd, C_WORDS, v.w) < 0 || !view_valid(q, &v))
 			return -EPROTO;
-		if (j->mark.off != UINT64_MAX &&
-		    (j->mark.off >= v.tail || v.tail - j->mark.off > q->cap ||
-		     j->mark.off % 8 != 0 ||
-		     (j->mark.flags & ~REC_KNOWN_FLAGS) != 0))
-			return -EPROTO;
-		/* A head past the mark means the mark went first and its
-		 * bytes may hold a newer record by now. */
-		if (j->mark.off >= live_head)
+		/* A head past the mark means the mark went first, and its
+		 * bytes may hold a newer record by now (senders do not wait
+		 * for this lock): leave them alone. Else the record is still
+		 * between head and tail. */
+		if (j->mark.off != UINT64_MAX && j->mark.off >= live_head) {
+			if (j->mark.off >= v.tail || j->mark.off % 8 != 0 ||
+			    (j->mark.flags & ~REC_KNOWN_FLAGS) != 0)
+				return -EPROTO;
 			mark_apply(q, &j->mark);
+		}
 		words_store(sd, v.w, C_WORDS);
 		__atomic_store_n(&j->valid, 0, __ATOMIC_RELEASE);
 	}
 	view_load(q->s, &v);
 	if (!view_valid(q, &v) ||
-	    queue_walk_check(q, v.w[C_HEAD], v.tail, &queued, &leased) < 0 ||
+	    queue_walk_check(q, v.w[C_HEAD], v.tail, 1, &queued, &leased) < 0 ||
 	    leased != v.w[C_LEASED])
 		return -EPROTO;
 	STORE(&sd->recoveries, LOAD(&sd->recoveries) + 1);
@@ -1488,7 +1491,7 @@ int mproc__queue_stats(mproc_conn *c, mproc_stats *out)
 		mproc__unlock(&s->send.lock);
 		return rc;
 	}
-	if (queue_walk_check(q, v.w[C_HEAD], v.tail, &queued, &leased) < 0 ||
+	if (queue_walk_check(q, v.w[C_HEAD], v.tail, 1, &queued, &leased) < 0 ||
 	    queued != queue_queued(&v) || leased != v.w[C_LEASED])
 		rc = -EPROTO;
 	else
