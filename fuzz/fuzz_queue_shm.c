@@ -4,7 +4,8 @@
  *
  * Input: a byte choosing the ops, then patches of (u16 offset, u8 width,
  * value) applied to the mapping of a queue holding a few valid messages.
- * The mutex is left alone (a scribbled lock word looks like a held lock).
+ * The two mutexes (the send lock and the receive lock) are left alone (a
+ * scribbled lock word looks like a held lock).
  * Every call must return 0 or a documented error; nothing may crash or
  * read out of bounds (ASan), and nothing may hang.
  */
@@ -41,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mproc_conn *q, *view;
 	mproc_stats st;
 	mproc_msg m;
-	size_t len, lock_off, lock_len, i;
+	size_t len, lock_off[2], lock_len[2], i;
 	uint8_t *base, ops;
 	int k;
 
@@ -66,7 +67,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	base = mproc__queue_mapping(q, &len);
-	mproc__queue_lock_span(&lock_off, &lock_len);
+	for (k = 0; k < 2; k++)
+		if (mproc__queue_lock_span(k, &lock_off[k], &lock_len[k]) != 0)
+			abort();
 	for (i = 1; i + 4 <= size;) {
 		size_t off = (size_t)data[i] | (size_t)data[i + 1] << 8;
 		unsigned width = 1u << (data[i + 2] & 3); /* 1, 2, 4, 8 */
@@ -76,8 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(&v, data + i, (size - i) < width ? size - i : width);
 		i += width;
 		off %= len;
-		if (off + width > len || (off + width > lock_off &&
-		                          off < lock_off + lock_len))
+		if (off + width > len ||
+		    (off + width > lock_off[0] &&
+		     off < lock_off[0] + lock_len[0]) ||
+		    (off + width > lock_off[1] &&
+		     off < lock_off[1] + lock_len[1]))
 			continue;
 		memcpy(base + off, &v, width);
 	}

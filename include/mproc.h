@@ -18,8 +18,8 @@
  *   that fails changes nothing: the queue and every message in it stay as
  *   they were.
  * - Timeouts are in milliseconds: MPROC_NOWAIT (0) never waits for a
- *   message or for room (a queue call may wait up to 20 ms for the queue's
- *   lock while another process holds it, then says -EAGAIN),
+ *   message or for room (a queue call may wait up to 20 ms for one of the
+ *   queue's locks while another process holds it, then says -EAGAIN),
  *   MPROC_FOREVER (-1) blocks without limit; any other negative value is
  *   -EINVAL. Waits use CLOCK_MONOTONIC; a signal (EINTR) neither ends a wait
  *   early nor restarts its clock. mproc installs no signal handler and starts
@@ -109,9 +109,9 @@ typedef struct mproc_conn mproc_conn;
  * mproc_match_fn decides whether a message is for the caller: it returns
  * nonzero to take it, 0 to leave it for someone else. It borrows m (and
  * m->data, m->size bytes of payload) for the duration of the call only.
- * On a queue it runs while the queue is locked: it must be short, must not
- * block, and must not call mproc on the same queue (such a call returns
- * -EDEADLK).
+ * On a queue it runs while the queue's receive side is locked: it must be
+ * short, must not block, and must not call mproc on the same queue (such a
+ * call, a send included, returns -EDEADLK).
  */
 typedef int (*mproc_match_fn)(const mproc_msg *m, void *arg);
 
@@ -133,7 +133,8 @@ typedef struct mproc_stats {
 	uint64_t unfinished; /* the join count */
 	uint64_t sent;       /* messages ever put */
 	uint64_t received;   /* messages ever taken */
-	uint64_t recoveries; /* times the lock was recovered from a dead owner */
+	uint64_t recoveries; /* times a lock (the send lock or the receive
+	                        lock) was recovered from a dead owner */
 	uint64_t orphans;    /* queued messages addressed to dead processes */
 	uint64_t purged;     /* orphans dropped by mproc_queue_purge */
 	uint64_t capacity;   /* ring size in bytes */
@@ -247,7 +248,7 @@ int mproc_fd(mproc_conn *c);
 /*
  * mproc_queue_empty returns 1 when no message is queued, 0 when some are,
  * or a negative errno (-EINVAL, -EPROTO). Blocks only
- * for the queue's lock.
+ * for the queue's receive lock.
  */
 int mproc_queue_empty(mproc_conn *q);
 
@@ -278,8 +279,8 @@ int mproc_queue_shutdown(mproc_conn *q);
 int mproc_task_done(mproc_conn *q);
 
 /*
- * mproc_queue_stats fills *st with an exact snapshot (taken under the
- * lock). Returns 0, -EINVAL or -EPROTO. Borrows st.
+ * mproc_queue_stats fills *st with an exact snapshot (taken under both of
+ * the queue's locks). Returns 0, -EINVAL or -EPROTO. Borrows st.
  */
 int mproc_queue_stats(mproc_conn *q, mproc_stats *st);
 

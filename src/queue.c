@@ -646,8 +646,9 @@ static int queue_lock_recv(struct queue_conn *q,
  * queue_send_poll: a sender that died holding the send lock with its
  * journal valid committed a message nobody will publish until the next
  * sender comes. Roll it forward now if the lock is free (never waits).
+ * Returns 1 when it repaired the send side, else 0.
  */
-static void queue_send_poll(struct queue_conn *q)
+static int queue_send_poll(struct queue_conn *q)
 {
 	static const struct mproc__deadline try_only = { .expired = true,
 	                                                    .armed = true };
@@ -655,15 +656,17 @@ static void queue_send_poll(struct queue_conn *q)
 	int rc;
 
 	if (!__atomic_load_n(&sd->journal.valid, __ATOMIC_ACQUIRE))
-		return;
+		return 0;
 	rc = mproc__lock(&sd->lock, &try_only);
 	if (rc < 0)
-		return; /* busy: its holder publishes and wakes */
+		return 0; /* busy: its holder publishes and wakes */
 	if (rc == 1) {
-		queue_repair_send(q); /* a corrupt queue says so to callers */
+		/* A corrupt queue says so to the next caller. */
+		rc = queue_repair_send(q) == 0;
 		mproc__lock_consistent(&sd->lock);
 	}
 	mproc__unlock(&sd->lock);
+	return rc;
 }
 
 /* ---- sleeping and waking --------------------------------------------- */
@@ -1117,11 +1120,15 @@ static int queue_recv_common(struct queue_conn *q, mproc_msg *m,
 		rc = queue_find(q, &v, &sc, match, arg, &off, &r);
 		if (rc != 0)
 			break;
-		/* Nothing for us: wait for a sender to move the tail. A
-		 * sender that died with its commit journalled is rolled
-		 * forward before we sleep on it. */
-		if (spun)
-			queue_send_poll(q);
+		/* Nothing for us. A sender that died with its commit
+		 * journalled is rolled forward (and its message looked at)
+		 * before we answer -EAGAIN or wait; the journal's flag is
+		 * read only here, off the path that finds mail. */
+		if (queue_send_poll(q)) {
+			mproc__unlock(&sd->lock);
+			continue;
+		}
+		/* Wait for a sender to move the tail. */
 		wt.w[0] = &s->send.w[P_TAIL];
 		wt.v[0] = v.tail;
 		wt.w[1] = NULL;
