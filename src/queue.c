@@ -98,6 +98,10 @@
 #define QUEUE_NOWAIT_LOCK_MS 20
 /* Spin this long for a change before sleeping. */
 #define QUEUE_SPIN_NS 20000
+/* Most pause instructions between two reads of a spun-on word. */
+#ifndef QUEUE_SPIN_MAX_PAUSES
+#define QUEUE_SPIN_MAX_PAUSES 8
+#endif
 /* A yield that kept us off the CPU this long means the CPU is wanted. */
 #define QUEUE_YIELD_BUSY_NS 20000
 /* A join purges orphans this often while it waits. */
@@ -789,21 +793,30 @@ static int queue_sleep(struct queue_conn *q, struct queue_side *sd,
 static int queue_spin(const uint64_t *word, uint64_t v, const uint32_t *stop)
 {
 	uint64_t end = 0;
-	unsigned i;
+	unsigned i, k, pauses = 1;
 
-	for (i = 1;; i++) {
+	for (i = 0;;) {
 		if (LOAD(word) != v || LOAD(stop))
 			return 1;
+		/* Back off: each read pulls the line the peer writes next
+		 * out of its cache, and a 1:1 stream pays for that on every
+		 * message when the reader keeps up. */
+		for (k = 0; k < pauses; k++) {
 #if defined(__x86_64__) || defined(__i386__)
-		__builtin_ia32_pause();
+			__builtin_ia32_pause();
 #endif
+		}
+		i += pauses;
+		if (pauses < QUEUE_SPIN_MAX_PAUSES)
+			pauses <<= 1;
 		/* The peer may be waiting for this very CPU (more processes
 		 * than cores): give it the CPU now and then. If the yield
 		 * took long, others were waiting for the CPU: spinning only
 		 * steals from them, so sleep instead. */
-		if ((i & 63) == 0) {
+		if (i >= 64) {
 			uint64_t t0 = mproc__now_ns(), now;
 
+			i = 0;
 			sched_yield();
 			now = mproc__now_ns();
 			if (now - t0 > QUEUE_YIELD_BUSY_NS)
