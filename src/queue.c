@@ -51,9 +51,9 @@
  * delivered again (at-least-once). A mark is rolled forward only while
  * head has not passed its record: once head moved, the mark was applied
  * (marks go first) and the bytes may already hold a newer record.
- * Receivers about to sleep, and join, roll forward a send journal whose
- * writer died (queue_send_poll), so a message committed by a dying sender
- * does not wait for the next sender.
+ * A receive that finds nothing (and join, empty, peek) rolls forward a
+ * send journal whose writer died (queue_send_poll), so a message
+ * committed by a dying sender does not wait for the next sender.
  *
  * Sleeping: a waiter first spins briefly on the word it waits for
  * (yielding now and then, for when its peer shares its CPU), then sleeps
@@ -1479,17 +1479,10 @@ int mproc__queue_join(mproc_conn *c, int timeout_ms)
 		 * move under the lock held until the bits are set, and sent
 		 * only grows: the wake after the last finish cannot be
 		 * missed, and the slice re-checks for a dead waker. */
-		{
-			struct queue_watch wt = {
-				{ &s->recv.w[C_GONE], NULL }, { v.w[C_GONE], 0 }
-			};
-
-			if ((rc = queue_sleep(q, &s->recv, &s->join_waiting,
-			                      &s->done_seq, &d,
-			                      QUEUE_JOIN_SLICE_MS,
-			                      MPROC__FUTEX_ALL, &wt)) < 0)
-				return rc;
-		}
+		if ((rc = queue_sleep(q, &s->recv, &s->join_waiting,
+		                      &s->done_seq, &d, QUEUE_JOIN_SLICE_MS,
+		                      MPROC__FUTEX_ALL, NULL)) < 0)
+			return rc;
 	}
 }
 
