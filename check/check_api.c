@@ -75,7 +75,7 @@ START_TEST(test_api_version)
 	char want[32];
 
 	ck_assert_ptr_nonnull(mproc_version());
-	ck_assert_str_eq(mproc_version(), "0.1.0");
+	ck_assert_str_eq(mproc_version(), MPROC_VERSION_STRING);
 	snprintf(want, sizeof(want), "%d.%d.%d", MPROC_VERSION_MAJOR,
 	         MPROC_VERSION_MINOR, MPROC_VERSION_PATCH);
 	ck_assert_str_eq(mproc_version(), want);

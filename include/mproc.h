@@ -56,9 +56,9 @@
 extern "C" {
 #endif
 
-#define MPROC_VERSION_MAJOR 0
-#define MPROC_VERSION_MINOR 1
-#define MPROC_VERSION_PATCH 0
+/* MPROC_VERSION_MAJOR, _MINOR, _PATCH and MPROC_VERSION_STRING, made by
+ * configure (the version is set in configure.ac only). */
+#include "mproc_version.h"
 
 /* Request codes. Applications use their own codes from MPROC_USER up. */
 #define MPROC_DO       1
@@ -299,7 +299,8 @@ int mproc_queue_purge(mproc_conn *q);
  */
 const char *mproc_strerror(int err);
 
-/* mproc_version returns the library version, "0.1.0". Static string. */
+/* mproc_version returns the library version (MPROC_VERSION_STRING of the
+ * header it was built with, "0.1.0"). Static string, never NULL. */
 const char *mproc_version(void);
 
 /*

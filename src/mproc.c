@@ -45,7 +45,7 @@ const char *mproc_strerror(int err)
 
 const char *mproc_version(void)
 {
-	return "0.1.0";
+	return PACKAGE_VERSION;
 }
 
 const char *mproc_request_name(int32_t request)
