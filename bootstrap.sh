@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")"
 
 need=""
-for pkg in gcc make autoconf automake libtool pkg-config check; do
+# check: the tests; libssl-dev: the demo's SHA-256; man-db, groff-base: man --warnings
+for pkg in gcc make autoconf automake libtool pkg-config check libssl-dev man-db groff-base; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
 		need="$need $pkg"
 	fi
