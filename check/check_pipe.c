@@ -1018,6 +1018,7 @@ START_TEST(test_pipe_bad_arguments)
 
 	open_pair(&a, &b);
 	memset(&m, 0, sizeof(m));
+	m.request = MPROC_USER;
 
 	ck_assert_int_eq(mproc_pipe_open(NULL, &x), -EINVAL);
 	ck_assert_int_eq(mproc_pipe_open(&x, NULL), -EINVAL);

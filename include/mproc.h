@@ -111,7 +111,10 @@ typedef struct mproc_conn mproc_conn;
  * m->data, m->size bytes of payload) for the duration of the call only.
  * On a queue it runs while the queue's receive side is locked: it must be
  * short, must not block, and must not call mproc on the same queue (such a
- * call, a send included, returns -EDEADLK).
+ * call, a send included, returns -EDEADLK). It must not leave the call
+ * other than by returning (no longjmp, no exception, no thread exit: the
+ * lock would stay held) and must not fork() (the child would inherit a
+ * half-made receive).
  */
 typedef int (*mproc_match_fn)(const mproc_msg *m, void *arg);
 
@@ -168,6 +171,9 @@ int mproc_queue_open(mproc_conn **queue, const mproc_queue_opts *opts);
  * mproc_send sends a message with the given request code to recipient
  * (MPROC_ANYONE or a pid), sender getpid(). Waits for room as long as it
  * takes (a full queue; a full socket buffer).
+ * A request code that is not MPROC_DO, MPROC_FINISHED, MPROC_DIE or at
+ * least MPROC_USER, and a recipient below 0 (a failed fork()'s -1), are
+ * -EINVAL.
  * Returns 0, -EINVAL, -EMSGSIZE (payload over the transport's limit),
  * -EPIPE (peer gone), -ESHUTDOWN or -EPROTO.
  * Ownership: copies data (size bytes).
@@ -179,7 +185,8 @@ int mproc_send(mproc_conn *c, int32_t request, pid_t recipient,
 /*
  * mproc_send_msg copies m into c. Blocks while c is full, up to
  * timeout_ms (MPROC_NOWAIT: never block; MPROC_FOREVER: no limit).
- * m->sender 0 means getpid(); m->capacity is ignored.
+ * m->sender 0 means getpid(); m->capacity is ignored. m->request and
+ * m->recipient are checked as for mproc_send (-EINVAL).
  * Returns 0, -EAGAIN (full, MPROC_NOWAIT), -ETIMEDOUT, -EINVAL, -EMSGSIZE,
  * -EPIPE, -ESHUTDOWN, -EPROTO or -ENOMEM (pipe).
  * On a pipe, only the process that owns the end sends on it; its threads
@@ -221,8 +228,28 @@ int mproc_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
 /*
  * mproc_for_me is a ready-made match: the message's recipient is the
  * calling process (getpid()) or MPROC_ANYONE. arg is ignored.
+ * It takes MPROC_ANYONE mail too: a parent that waits for its workers'
+ * FINISHED results with it can take back its own DO tasks. Wait for a
+ * request code with mproc_match_request instead (or for a code addressed
+ * to you with mproc_match_request_for_me).
  */
 int mproc_for_me(const mproc_msg *m, void *arg);
+
+/*
+ * mproc_match_request is a ready-made match for one request code: arg
+ * points at an int32_t code, and the message is taken when its request is
+ * that code. A NULL arg matches nothing. Borrows arg during the call.
+ *   int32_t want = MPROC_FINISHED;
+ *   mproc_recv(q, &m, mproc_match_request, &want, 1000);
+ */
+int mproc_match_request(const mproc_msg *m, void *arg);
+
+/*
+ * mproc_match_request_for_me: the request is *(const int32_t *)arg and
+ * mproc_for_me accepts the message (addressed to the caller or to
+ * MPROC_ANYONE). A NULL arg matches nothing.
+ */
+int mproc_match_request_for_me(const mproc_msg *m, void *arg);
 
 /*
  * mproc_close closes this process's copy of c and releases what it holds.
@@ -257,7 +284,10 @@ int mproc_queue_empty(mproc_conn *q);
  * or marked with mproc_task_done under MPROC_QUEUE_MANUAL_DONE), up to
  * timeout_ms. Orphans (messages addressed to processes that no longer
  * exist) are purged while waiting, so a join never waits on a dead
- * recipient's mail.
+ * recipient's mail. The search for orphans holds no lock (receivers go
+ * on meanwhile); only dropping the ones found takes the receive lock,
+ * briefly. With MPROC_NOWAIT, join waits for nothing but that lock (at
+ * most 20 ms, as every NOWAIT call).
  * Returns 0, -EAGAIN (MPROC_NOWAIT and tasks remain), -ETIMEDOUT,
  * -ESHUTDOWN, -EINVAL or -EPROTO.
  */
@@ -279,8 +309,14 @@ int mproc_queue_shutdown(mproc_conn *q);
 int mproc_task_done(mproc_conn *q);
 
 /*
- * mproc_queue_stats fills *st with an exact snapshot (taken under both of
- * the queue's locks). Returns 0, -EINVAL or -EPROTO. Borrows st.
+ * mproc_queue_stats fills *st with a consistent snapshot: counts that agree
+ * with each other as of one state the queue was in. It is read without
+ * holding up senders and receivers (each side's words are read under its
+ * own sequence count; only when a side keeps changing does stats take the
+ * two locks, for the time of a copy), so a progress bar may call it in a
+ * loop. orphans is counted by a walk of the queued messages that takes no
+ * lock, with one /proc look-up per recipient process.
+ * Returns 0, -EINVAL or -EPROTO (corrupt state). Borrows st.
  */
 int mproc_queue_stats(mproc_conn *q, mproc_stats *st);
 
@@ -288,16 +324,28 @@ int mproc_queue_stats(mproc_conn *q, mproc_stats *st);
  * mproc_queue_purge drops the queued messages addressed to processes that
  * no longer exist (exited, reaped or not, or whose pid now belongs to a
  * process started after the message was sent); each dropped message
- * finishes its task. Returns the number dropped, or -EINVAL or -EPROTO.
+ * finishes its task. The search holds no lock; each batch of orphans found
+ * is dropped under the receive lock, checked again there. Returns the
+ * number dropped, or -EINVAL or -EPROTO.
  */
 int mproc_queue_purge(mproc_conn *q);
 
 /*
- * mproc_strerror names an error returned by mproc (negative errno values;
- * positive values are accepted too). Returns a static string, never NULL.
- * Thread-safe.
+ * mproc_strerror describes an error returned by mproc (negative errno
+ * values; positive values are accepted too): mproc's own wording for the
+ * codes its calls document, the system's strerror text for every other
+ * errno (-EBADF, -ECHILD, -EMFILE, a failed fork's -EAGAIN...), "unknown
+ * error" only for a value that is no errno. Returns a static string,
+ * never NULL. Thread-safe.
  */
 const char *mproc_strerror(int err);
+
+/*
+ * mproc_err_name gives the symbol of an errno ("EAGAIN" for -EAGAIN or
+ * EAGAIN; "OK" for 0; "UNKNOWN" for a value that is no errno), as
+ * libuv's uv_err_name. Static string, never NULL. Thread-safe.
+ */
+const char *mproc_err_name(int err);
 
 /* mproc_version returns the library version (MPROC_VERSION_STRING of the
  * header it was built with, "0.1.0"). Static string, never NULL. */

@@ -71,7 +71,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "sync.h"
+#include "base/lock.h"
 
 #define PIPE_MAGIC 0x3163706du /* "mpc1" */
 #define PIPE_TAKEN 0x656b6174u /* "take": a held frame already received */

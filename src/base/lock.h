@@ -1,23 +1,11 @@
-/* sync.h - futex waits and the robust lock (src/sync.c). */
-#ifndef MPROC_SYNC_H
-#define MPROC_SYNC_H
+/* lock.h - the robust, process-shared lock (src/base/lock.c). */
+#ifndef MPROC_BASE_LOCK_H
+#define MPROC_BASE_LOCK_H
 
 #include <pthread.h>
-#include <stdint.h>
+#include <time.h>
 
-#include "internal.h"
-
-/*
- * mproc__futex_wait sleeps while *word == val, until woken or the deadline.
- * Only a wake whose bits intersect bits wakes it (MPROC__FUTEX_ALL: any).
- * Returns 0 (woken, value changed, or a signal: re-check and call again),
- * -ETIMEDOUT, or another negative errno.
- */
-#define MPROC__FUTEX_ALL 0xffffffffu
-int mproc__futex_wait(uint32_t *word, uint32_t val,
-                      const struct mproc__deadline *d, uint32_t bits);
-/* mproc__futex_wake wakes up to n sleepers on word whose bits meet bits. */
-void mproc__futex_wake(uint32_t *word, int n, uint32_t bits);
+#include "base/clock.h"
 
 /*
  * mproc__mutex_clocklock: pthread_mutex_clocklock on CLOCK_MONOTONIC.
@@ -34,7 +22,10 @@ int mproc__lock_init(pthread_mutex_t *mu);
  * thread holds it already) or -EPROTO (unrecoverable).
  */
 int mproc__lock(pthread_mutex_t *mu, const struct mproc__deadline *d);
+/* mproc__lock_result maps a pthread lock result as mproc__lock returns it
+ * (EBUSY, a busy trylock, is -ETIMEDOUT). */
+int mproc__lock_result(int rc);
 void mproc__unlock(pthread_mutex_t *mu);
 void mproc__lock_consistent(pthread_mutex_t *mu);
 
-#endif /* MPROC_SYNC_H */
+#endif /* MPROC_BASE_LOCK_H */

@@ -1,13 +1,14 @@
 /*
- * transport.h - the vtable every transport implements.
+ * conn.h - the handle and the ops table every kind implements: the one
+ * seam between the API (src/api.c) and the kinds (src/pipe/, src/queue/).
  *
- * A transport's handle starts with struct mproc_conn, so the common entry
- * points in mproc.c check arguments once and dispatch through c->tr.
+ * A kind's handle starts with struct mproc_conn, so the common entry
+ * points in api.c check arguments once and dispatch through c->tr.
  * Arguments reaching a transport are already checked: c and m are not
  * NULL, data is not NULL when size > 0, timeouts are >= MPROC_FOREVER.
  */
-#ifndef MPROC_TRANSPORT_H
-#define MPROC_TRANSPORT_H
+#ifndef MPROC_CONN_H
+#define MPROC_CONN_H
 
 #include "mproc.h"
 
@@ -39,7 +40,7 @@ struct mproc_conn {
 extern const struct mproc__transport mproc__pipe_transport;
 extern const struct mproc__transport mproc__queue_transport;
 
-/* Queue-only operations (src/queue.c); q is known to be a queue. */
+/* Queue-only operations (src/queue/); q is known to be a queue. */
 int mproc__queue_empty(mproc_conn *q);
 int mproc__queue_join(mproc_conn *q, int timeout_ms);
 int mproc__queue_shutdown(mproc_conn *q);
@@ -49,4 +50,4 @@ int mproc__queue_purge(mproc_conn *q);
 int mproc__queue_open(mproc_conn **q, const mproc_queue_opts *opts);
 int mproc__pipe_open(mproc_conn **a, mproc_conn **b);
 
-#endif /* MPROC_TRANSPORT_H */
+#endif /* MPROC_CONN_H */

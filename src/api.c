@@ -1,6 +1,7 @@
 /*
- * mproc.c - public entry points: argument checks, dispatch through the
- * transport vtable, errors and version.
+ * api.c - the public entry points: argument checks, then dispatch through
+ * the handle's ops table (conn.h). Also the ready-made predicates and the
+ * version. The error table is errors.c's.
  */
 #include <errno.h>
 #include <limits.h>
@@ -11,37 +12,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-/* One table for every errno mproc returns: value, message. */
-#define MPROC__ERRORS(X)                                                       \
-	X(0, "success")                                                        \
-	X(EAGAIN, "nothing for you right now (would block)")                   \
-	X(ETIMEDOUT, "the wait allowed ran out")                               \
-	X(EMSGSIZE, "message larger than the transport or the buffer accepts") \
-	X(EPIPE, "the other end is gone")                                      \
-	X(EINVAL, "invalid argument")                                          \
-	X(EPROTO, "shared state or framing is not valid mproc data")           \
-	X(ESHUTDOWN, "the queue was shut down")                                \
-	X(EDEADLK, "called back into the queue from its own predicate")        \
-	X(ENOMEM, "out of memory")                                             \
-	X(ENOTSUP, "operation not supported by this transport")                \
-	X(ENOENT, "no such task or result")                                    \
-	X(EMFILE, "too many open files in this process")                       \
-	X(ENFILE, "too many open files in the system")
-
-const char *mproc_strerror(int err)
-{
-	if (err == INT_MIN)
-		return "unknown error"; /* -INT_MIN does not exist */
-	if (err < 0)
-		err = -err;
-#define X(code, text)                                                          \
-	if (err == (code))                                                     \
-		return text;
-	MPROC__ERRORS(X)
-#undef X
-	return "unknown error";
-}
 
 const char *mproc_version(void)
 {
@@ -70,6 +40,27 @@ int mproc_for_me(const mproc_msg *m, void *arg)
 	return m->recipient == MPROC_ANYONE || m->recipient == mproc__self_pid();
 }
 
+int mproc_match_request(const mproc_msg *m, void *arg)
+{
+	if (m == NULL || arg == NULL)
+		return 0;
+	return m->request == *(const int32_t *)arg;
+}
+
+int mproc_match_request_for_me(const mproc_msg *m, void *arg)
+{
+	return mproc_match_request(m, arg) && mproc_for_me(m, NULL);
+}
+
+/* A message a send may carry: a known request code, a real addressee. */
+static int api_msg_ok(int32_t request, pid_t recipient)
+{
+	if (recipient < 0)
+		return 0; /* a failed fork()'s -1 is not an address */
+	return request == MPROC_DO || request == MPROC_FINISHED ||
+	       request == MPROC_DIE || request >= MPROC_USER;
+}
+
 int mproc_pipe_open(mproc_conn **parent_end, mproc_conn **child_end)
 {
 	if (parent_end == NULL || child_end == NULL || parent_end == child_end)
@@ -88,7 +79,8 @@ int mproc_send_msg(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 {
 	if (c == NULL || m == NULL || !mproc__timeout_ok(timeout_ms))
 		return -EINVAL;
-	if (m->data == NULL && m->size > 0)
+	if ((m->data == NULL && m->size > 0) ||
+	    !api_msg_ok(m->request, m->recipient))
 		return -EINVAL;
 	return c->tr->send(c, m, timeout_ms);
 }
@@ -98,7 +90,8 @@ int mproc_send(mproc_conn *c, int32_t request, pid_t recipient,
 {
 	mproc_msg m;
 
-	if (c == NULL || (data == NULL && size > 0))
+	if (c == NULL || (data == NULL && size > 0) ||
+	    !api_msg_ok(request, recipient))
 		return -EINVAL;
 	if (size > UINT32_MAX)
 		return -EMSGSIZE;

@@ -1,0 +1,300 @@
+/*
+ * queue.h - what the queue's sources share: the process-local handle and
+ * the helpers every operation runs (inline: they run once a message or
+ * more). The shared layout is in queue/layout.h.
+ *
+ * Files: open.c (open, attach, close), lock.c (taking a side's lock and
+ * repairing after a dead owner), wait.c (spin, sleep, wake), send.c,
+ * recv.c (receive and the scan predicates run in), lease.c (the pool's
+ * leases), admin.c (join, empty, task_done, shutdown), stats.c (stats,
+ * orphans and purge: the scans that take no lock or only briefly).
+ */
+#ifndef MPROC_QUEUE_QUEUE_H
+#define MPROC_QUEUE_QUEUE_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "base/futex.h"
+#include "base/lock.h"
+#include "internal.h"
+#include "queue/layout.h"
+
+/* How long calls without a timeout wait for the lock (a stopped holder). */
+#define QUEUE_LOCK_MS 1000
+/* Tries at a busy lock before waiting on it. */
+#define QUEUE_LOCK_TRIES 256
+/* Longest MPROC_NOWAIT waits for a busy lock before -EAGAIN. */
+#define QUEUE_NOWAIT_LOCK_MS 20
+/* A join purges orphans this often while it waits. */
+#define QUEUE_JOIN_SLICE_MS 100
+/* Sleepers look again this often (a waker may have died). */
+#define QUEUE_SLICE_MS 100
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define ACQUIRE(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+struct queue_conn {
+	struct mproc_conn base;
+	struct mproc__queue_shared *s;
+	struct mproc__ring ring; /* trusted geometry: the shared copy is
+	                            checked against it, never used to size
+	                            a copy */
+	size_t map_len;
+	uint32_t max_payload;
+	uint32_t max_messages;
+	uint32_t flags;
+	uint8_t *scratch; /* max_payload bytes: a wrapped payload for a
+	                     predicate; used only under the receive lock */
+	int borrowed;     /* attached mapping: close does not unmap it */
+	/* The head as a sender last read it: head only grows, so an old
+	 * value only underestimates the room. Under the send lock. */
+	uint64_t head_seen;
+	/* Where mproc_for_me scans from: every visible record before
+	 * fm_from was addressed to someone else when this process (fm_pid)
+	 * looked, and stays so unless gen moves. Read and written only
+	 * under the receive lock, so threads sharing the handle agree. */
+	pid_t fm_pid;
+	uint64_t fm_gen;
+	uint64_t fm_from;
+};
+
+/* What the receive side sees under its lock: its words and the send
+ * side's published tail, count and directed tail. */
+struct queue_view {
+	uint64_t w[MPROC__SIDE_WORDS];
+	uint64_t tail;
+	uint64_t sent;
+	uint64_t dtail;
+};
+
+/* What a locked operation leaves for the wake after unlock. */
+enum {
+	WAKE_DATA = 1 << 0,
+	WAKE_SPACE = 1 << 1,
+	WAKE_DONE = 1 << 2,
+};
+
+/* The queue whose predicate (or dead_fn) this thread is running: a call
+ * back into it is -EDEADLK (the receive lock says so by itself; a send
+ * takes only the send lock and asks this). */
+extern __thread const struct mproc__queue_shared *mproc__queue_in_callback;
+
+static inline struct queue_conn *queue_of(mproc_conn *c)
+{
+	return (struct queue_conn *)c;
+}
+
+static inline int queue_rec_read(const struct queue_conn *q, uint64_t off,
+                                 uint64_t tail, struct mproc__rec *r)
+{
+	return mproc__rec_read(&q->ring, off, tail, q->max_payload, r);
+}
+
+/* Commit on side sd of q (shm/journal.h). */
+static inline int queue_commit(struct queue_conn *q, struct mproc__side *sd,
+                               unsigned n, const uint64_t *old,
+                               const uint64_t *nw, const struct mproc__mark *mk,
+                               int crash_point)
+{
+	return mproc__side_commit(&q->ring, sd, n, old, nw, mk, crash_point);
+}
+
+/* The send side's words against the head: whole records only. */
+static inline int queue_send_words_valid(const struct queue_conn *q,
+                                         const uint64_t *p, uint64_t head)
+{
+	return p[QP_TAIL] % 8 == 0 && head % 8 == 0 && head <= p[QP_TAIL] &&
+	       p[QP_TAIL] - head <= q->ring.cap && p[QP_DTAIL] <= p[QP_TAIL];
+}
+
+/* The receive side's words against the send side's tail and sent. */
+static inline int queue_view_valid(const struct queue_conn *q,
+                                   const struct queue_view *v)
+{
+	const uint64_t *w = v->w;
+	uint64_t head = w[QC_HEAD];
+
+	return head % 8 == 0 && v->tail % 8 == 0 && head <= v->tail &&
+	       v->tail - head <= q->ring.cap && v->dtail <= v->tail &&
+	       w[QC_LEASED] <= (v->tail - head) / MPROC__REC_HDR &&
+	       w[QC_TAKEN] <= w[QC_GONE] && w[QC_GONE] <= v->sent &&
+	       w[QC_LEASED] <= v->sent - w[QC_GONE];
+}
+
+static inline void queue_view_load(const struct mproc__queue_shared *s,
+                                   struct queue_view *v)
+{
+	mproc__words_load(&s->recv, v->w, QC_WORDS);
+	/* tail before sent: sent is applied first, so it covers every
+	 * record this tail shows; dtail is applied after tail. */
+	v->dtail = ACQUIRE(&s->send.w[QP_DTAIL]);
+	v->tail = ACQUIRE(&s->send.w[QP_TAIL]);
+	v->sent = ACQUIRE(&s->send.w[QP_SENT]);
+	if (v->dtail > v->tail)
+		v->dtail = v->tail; /* a send between the two loads */
+}
+
+static inline uint64_t queue_unfinished(const struct queue_view *v)
+{
+	return v->sent - v->w[QC_GONE] + v->w[QC_TAKEN];
+}
+
+static inline uint64_t queue_queued(const struct queue_view *v)
+{
+	return v->sent - v->w[QC_GONE] - v->w[QC_LEASED];
+}
+
+/* lock.c */
+int mproc__queue_check_identity(const struct queue_conn *q);
+int mproc__queue_lock_slow(struct queue_conn *q, struct mproc__side *sd,
+                           const struct mproc__deadline *d, int rc);
+int mproc__queue_send_poll(struct queue_conn *q);
+int mproc__queue_repair_recv(struct queue_conn *q);
+int mproc__queue_walk_check(struct queue_conn *q, uint64_t head,
+                            uint64_t tail, int locked, uint64_t *queued,
+                            uint64_t *leased);
+
+/*
+ * queue_lock takes side sd's lock by the deadline d (MPROC_NOWAIT: at
+ * most QUEUE_NOWAIT_LOCK_MS, then -EAGAIN), repairs after a dead owner,
+ * and checks the identity and that no journal is pending. Returns 0 with
+ * the lock held, or a negative errno with it released. The uncontended
+ * case is inline; everything else is mproc__queue_lock_slow.
+ */
+static inline int queue_lock(struct queue_conn *q, struct mproc__side *sd,
+                             const struct mproc__deadline *d)
+{
+	int rc;
+
+	if (mproc__unlikely(mproc__queue_check_identity(q) < 0))
+		return -EPROTO;
+	rc = pthread_mutex_trylock(&sd->lock);
+	if (mproc__likely(rc == 0) && mproc__likely(!mproc__journal_pending(sd))) {
+		mproc__crash(MPROC__CRASH_LOCKED);
+		return 0;
+	}
+	return mproc__queue_lock_slow(q, sd, d, rc);
+}
+
+/* The receive lock, and the view under it, checked. */
+static inline int queue_lock_recv(struct queue_conn *q,
+                                  const struct mproc__deadline *d,
+                                  struct queue_view *v)
+{
+	int rc;
+
+	if ((rc = queue_lock(q, &q->s->recv, d)) < 0)
+		return rc;
+	queue_view_load(q->s, v);
+	if (!queue_view_valid(q, v)) {
+		mproc__unlock(&q->s->recv.lock);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* The receive lock with the default bound, for calls that take no
+ * timeout. */
+static inline int queue_lock_recv_default(struct queue_conn *q,
+                                          struct queue_view *v)
+{
+	struct mproc__deadline d;
+
+	mproc__deadline_set(&d, QUEUE_LOCK_MS);
+	return queue_lock_recv(q, &d, v);
+}
+
+/* wait.c */
+/* What a waiter waits to see move: up to two words and their values. */
+struct queue_watch {
+	const uint64_t *w[2];
+	uint64_t v[2];
+};
+void mproc__queue_wake(struct queue_conn *q, int wake, uint32_t data_bits,
+                       const uint64_t *cw);
+int mproc__queue_sleep(struct queue_conn *q, struct mproc__side *sd,
+                       uint32_t *mask, uint32_t *seq,
+                       const struct mproc__deadline *d, int slice_ms,
+                       uint32_t bits, const struct queue_watch *wt);
+int mproc__queue_wait(struct queue_conn *q, struct mproc__side *sd,
+                      const struct mproc__deadline *d, int timeout_ms,
+                      int *spun, const struct queue_watch *wt,
+                      uint32_t *mask, uint32_t *seq, uint32_t bits);
+
+static inline int queue_expired(const struct mproc__deadline *d,
+                                int timeout_ms)
+{
+	if (d->forever || mproc__deadline_ns(d) > 0)
+		return 0;
+	return timeout_ms == MPROC_NOWAIT ? -EAGAIN : -ETIMEDOUT;
+}
+
+/*
+ * Unlock sd, then wake whoever the change can help (data_bits: which
+ * receivers, for WAKE_DATA). WAKE_DONE wakes joins only if the receive
+ * side's words cw (as just committed) leave no task unfinished.
+ */
+static inline void queue_unlock_wake(struct queue_conn *q,
+                                     struct mproc__side *sd, int wake,
+                                     uint32_t data_bits, const uint64_t *cw)
+{
+	mproc__unlock(&sd->lock);
+	if (wake != 0)
+		mproc__queue_wake(q, wake, data_bits, cw);
+}
+
+/*
+ * Waiter classes. A waiter registers its bits in the waiting mask and
+ * sleeps on the sequence word with the same futex bitset; a waker clears
+ * the bits its change can help and wakes only sleepers with those bits.
+ * Receivers using mproc_for_me wait on their pid's bit and ANY_BIT, so
+ * mail addressed to another pid does not wake them; every other receiver
+ * (no predicate, or one we cannot read) waits on all bits.
+ */
+#define WAIT_ANY_BIT (1u << 31)
+
+static inline uint32_t queue_pid_bit(pid_t pid)
+{
+	return 1u << ((uint32_t)pid % 31u);
+}
+
+/* The receivers a new message addressed to recipient can help. */
+static inline uint32_t queue_data_bits(pid_t recipient)
+{
+	return recipient > 0 ? queue_pid_bit(recipient) : MPROC__FUTEX_ALL;
+}
+
+/* recv.c: the scan the receive and the pool's peek share. */
+struct queue_scan {
+	uint64_t from; /* resume point for the same call */
+	uint64_t gen;
+	int valid;
+};
+int mproc__queue_find(struct queue_conn *q, const struct queue_view *v,
+                      struct queue_scan *sc, mproc_match_fn match, void *arg,
+                      uint64_t *off_out, struct mproc__rec *r);
+void mproc__queue_view_msg(struct queue_conn *q, uint64_t off,
+                           const struct mproc__rec *r, mproc_msg *view);
+int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
+                             mproc_match_fn match, void *arg, int timeout_ms,
+                             struct mproc__lease *lease);
+int mproc__queue_advance_head(struct queue_conn *q, uint64_t *w,
+                              uint64_t tail, uint64_t taken);
+/* Consume the record at off (found valid), finishing its task. Receive
+ * lock held; v follows the commit. */
+int mproc__queue_consume_locked(struct queue_conn *q, struct queue_view *v,
+                                uint64_t off, const struct mproc__rec *r,
+                                int *wake, int purge);
+
+/* send.c, recv.c */
+int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms);
+int mproc__queue_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                      void *arg, int timeout_ms);
+
+/* stats.c: purge (1) or count (0) the orphans; takes no lock to scan. */
+int mproc__queue_orphans(struct queue_conn *q, int purge);
+
+#endif /* MPROC_QUEUE_QUEUE_H */

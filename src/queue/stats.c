@@ -1,0 +1,242 @@
+/*
+ * stats.c - the scans that read the whole queue: stats, and orphans
+ * (directed mail whose recipient is gone) for stats, purge and join.
+ *
+ * None of them holds a lock while it scans. The counts come from a
+ * lock-free snapshot of the two sides' words (each side's journal seq is
+ * its sequence lock, shm/journal.h); the records are read between head
+ * and tail without the receive lock, and a record is trusted only if head
+ * had not passed it when its bytes were read (until head passes a record,
+ * no sender can reuse its bytes). Liveness is looked up once per
+ * recipient process per scan (base/proc.h), never under a lock. A purge
+ * then takes the receive lock only to consume the orphans it found,
+ * QUEUE_PURGE_BATCH at a time, each checked again under the lock.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "queue/queue.h"
+
+/* Orphans consumed per hold of the receive lock. */
+#define QUEUE_PURGE_BATCH 64
+/* Lock-free tries at a snapshot before taking the locks for a copy. */
+#define QUEUE_SNAPSHOT_TRIES 64
+
+/*
+ * queue_snapshot reads both sides' words without a lock: the receive side
+ * first, then the send side. That pair is a state the queue could be in
+ * (receivers paused while senders went on) as long as the room it leaves
+ * is real; if it is not, or a side stays mid-commit, the words are copied
+ * under the locks instead (held for the copy only). Returns 0 or a
+ * negative errno.
+ */
+static int queue_snapshot(struct queue_conn *q, struct queue_view *v)
+{
+	struct mproc__queue_shared *s = q->s;
+	struct mproc__deadline d;
+	uint64_t p[QP_WORDS];
+	unsigned i;
+	int rc;
+
+	if (mproc__queue_check_identity(q) < 0)
+		return -EPROTO;
+	memset(v, 0, sizeof(*v));
+	for (i = 0; i < QUEUE_SNAPSHOT_TRIES; i++) {
+		if (i > 0)
+			mproc__pause();
+		if (mproc__side_snapshot(&s->recv, QC_WORDS, v->w, NULL) < 0 ||
+		    mproc__side_snapshot(&s->send, QP_WORDS, p, NULL) < 0)
+			continue;
+		v->sent = p[QP_SENT];
+		v->tail = p[QP_TAIL];
+		v->dtail = p[QP_DTAIL];
+		if (!queue_view_valid(q, v))
+			continue;
+		if (q->max_messages != 0 &&
+		    v->sent - v->w[QC_GONE] > q->max_messages)
+			continue;
+		return 0;
+	}
+	/* Busy, or a dead owner's journal waits for repair: the locks. */
+	mproc__deadline_set(&d, QUEUE_LOCK_MS);
+	if ((rc = queue_lock(q, &s->send, &d)) < 0)
+		return rc;
+	if ((rc = queue_lock_recv(q, &d, v)) < 0) {
+		mproc__unlock(&s->send.lock);
+		return rc;
+	}
+	mproc__unlock(&s->recv.lock);
+	mproc__unlock(&s->send.lock);
+	return 0;
+}
+
+/* An orphan found by a scan, to be checked again under the lock. */
+struct queue_orphan {
+	uint64_t off;
+	uint64_t id;
+};
+
+/*
+ * queue_scan_orphans walks [from, end) without a lock, checking every
+ * record's shape and counting the
+ * visible directed records whose recipient is gone; up to max of them go
+ * to out (their offsets and ids). Returns the count, or -EPROTO. *next is
+ * where a further scan should resume.
+ */
+static int64_t queue_scan_orphans(struct queue_conn *q,
+                                  const struct queue_view *v, uint64_t from,
+                                  uint64_t end, struct mproc__live *lc,
+                                  struct queue_orphan *out, unsigned max,
+                                  unsigned *n_out, uint64_t *next)
+{
+	const uint64_t *headp = &q->s->recv.w[QC_HEAD];
+	uint64_t off = from, head;
+	struct mproc__rec r;
+	int64_t count = 0;
+	int rc;
+
+	*n_out = 0;
+	while (off < end) {
+		rc = queue_rec_read(q, off, v->tail, &r);
+		/* The header's bytes before the look at head. */
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		head = ACQUIRE(headp);
+		if (head > off) {
+			/* Consumed meanwhile and its bytes maybe reused: go on
+			 * from the head, always a record's start. */
+			if (head % 8 != 0)
+				return -EPROTO;
+			off = head;
+			continue;
+		}
+		if (rc < 0)
+			return -EPROTO;
+		if (r.recipient > 0 && r.sent_ns != 0 &&
+		    !(r.flags & (MPROC__REC_CONSUMED | MPROC__REC_LEASED)) &&
+		    mproc__live_gone(lc, r.recipient, r.sent_ns)) {
+			count++;
+			if (*n_out < max) {
+				out[*n_out].off = off;
+				out[*n_out].id = r.id;
+				(*n_out)++;
+				if (*n_out == max) {
+					off += r.len;
+					break;
+				}
+			}
+		}
+		off += r.len;
+	}
+	*next = off;
+	return count;
+}
+
+/* Consume the orphans of out that are still there. Returns how many. */
+static int queue_purge_batch(struct queue_conn *q,
+                             const struct queue_orphan *out, unsigned n,
+                             int *wake)
+{
+	struct queue_view v;
+	struct mproc__rec r;
+	unsigned i;
+	int rc, done = 0;
+
+	if ((rc = queue_lock_recv_default(q, &v)) < 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		uint64_t off = out[i].off;
+
+		if (off < v.w[QC_HEAD] || off >= v.tail || off % 8 != 0 ||
+		    queue_rec_read(q, off, v.tail, &r) < 0 ||
+		    r.id != out[i].id ||
+		    (r.flags & (MPROC__REC_CONSUMED | MPROC__REC_LEASED)))
+			continue; /* taken meanwhile */
+		if ((rc = mproc__queue_consume_locked(q, &v, off, &r, wake,
+		                                      1)) < 0)
+			break;
+		done++;
+	}
+	queue_unlock_wake(q, &q->s->recv, *wake, MPROC__FUTEX_ALL, v.w);
+	*wake = 0;
+	return rc < 0 ? rc : done;
+}
+
+/*
+ * queue_orphans counts (purge 0) or drops (purge 1) the orphans at or
+ * after v's head. A count walks to tail, checking every record (stats
+ * answers -EPROTO for a corrupt ring); a purge walks only as far as the
+ * last directed record.
+ */
+static int queue_orphans(struct queue_conn *q, const struct queue_view *v,
+                         int purge)
+{
+	struct queue_orphan found[QUEUE_PURGE_BATCH];
+	uint64_t from, next, end = purge ? v->dtail : v->tail;
+	struct mproc__live lc;
+	int64_t count, total = 0;
+	unsigned n;
+	int rc, wake = 0;
+
+	mproc__live_init(&lc);
+	for (from = v->w[QC_HEAD]; from < end; from = next) {
+		count = queue_scan_orphans(q, v, from, end, &lc, found,
+		                           purge ? QUEUE_PURGE_BATCH : 0, &n,
+		                           &next);
+		if (count < 0)
+			return (int)count;
+		if (!purge) {
+			total += count;
+			break;
+		}
+		if (n > 0) {
+			if ((rc = queue_purge_batch(q, found, n, &wake)) < 0)
+				return rc;
+			total += rc;
+		}
+		if (next <= from)
+			break;
+	}
+	return total > INT32_MAX ? INT32_MAX : (int)total;
+}
+
+int mproc__queue_orphans(struct queue_conn *q, int purge)
+{
+	struct queue_view v;
+	int rc;
+
+	if ((rc = queue_snapshot(q, &v)) < 0)
+		return rc;
+	return queue_orphans(q, &v, purge);
+}
+
+int mproc__queue_purge(mproc_conn *c)
+{
+	return mproc__queue_orphans(queue_of(c), 1);
+}
+
+int mproc__queue_stats(mproc_conn *c, mproc_stats *out)
+{
+	struct queue_conn *q = queue_of(c);
+	struct mproc__queue_shared *s = q->s;
+	struct queue_view v;
+	int orphans, rc;
+
+	if ((rc = queue_snapshot(q, &v)) < 0)
+		return rc;
+	orphans = queue_orphans(q, &v, 0);
+	if (orphans < 0)
+		return orphans;
+	memset(out, 0, sizeof(*out));
+	out->queued = queue_queued(&v);
+	out->bytes = v.tail - v.w[QC_HEAD];
+	out->unfinished = queue_unfinished(&v);
+	out->sent = v.sent;
+	out->received = v.w[QC_RECEIVED];
+	out->recoveries = LOAD(&s->send.recoveries) + LOAD(&s->recv.recoveries);
+	out->orphans = (uint64_t)orphans;
+	out->purged = v.w[QC_PURGED];
+	out->capacity = q->ring.cap;
+	out->max_payload = q->max_payload;
+	return 0;
+}
