@@ -49,15 +49,6 @@ void mproc__futex_wake(uint32_t *word, int n, uint32_t bits)
 }
 
 
-void mproc__wake_bits(uint32_t *mask, uint32_t *seq, uint32_t bits)
-{
-	if ((__atomic_load_n(mask, __ATOMIC_SEQ_CST) & bits) &&
-	    (__atomic_fetch_and(mask, ~bits, __ATOMIC_SEQ_CST) & bits)) {
-		__atomic_add_fetch(seq, 1, __ATOMIC_SEQ_CST);
-		mproc__futex_wake(seq, INT_MAX, bits);
-	}
-}
-
 uint32_t mproc__sleep_prepare(uint32_t *mask, uint32_t *seq, uint32_t bits)
 {
 	uint32_t v = __atomic_load_n(seq, __ATOMIC_SEQ_CST);

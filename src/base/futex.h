@@ -49,9 +49,18 @@ void mproc__futex_wake(uint32_t *word, int n, uint32_t bits);
 /*
  * mproc__wake_bits: the waker's half, called after the change was stored
  * and fenced. Clears the bits in *mask and wakes the sleepers on *seq that
- * have them, only if any of them is set.
+ * have them, only if any of them is set (inline: a load on every send and
+ * receive, the system call only when someone sleeps).
  */
-void mproc__wake_bits(uint32_t *mask, uint32_t *seq, uint32_t bits);
+static inline void mproc__wake_bits(uint32_t *mask, uint32_t *seq,
+                                    uint32_t bits)
+{
+	if ((__atomic_load_n(mask, __ATOMIC_SEQ_CST) & bits) &&
+	    (__atomic_fetch_and(mask, ~bits, __ATOMIC_SEQ_CST) & bits)) {
+		__atomic_add_fetch(seq, 1, __ATOMIC_SEQ_CST);
+		mproc__futex_wake(seq, 0x7fffffff, bits);
+	}
+}
 /*
  * mproc__sleep_prepare: the waiter's first half. Returns the sequence
  * value to sleep on, after setting bits in *mask. The caller then looks at

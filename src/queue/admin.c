@@ -15,17 +15,26 @@ int mproc__queue_join(mproc_conn *c, int timeout_ms)
 	struct mproc__queue_shared *s = q->s;
 	struct mproc__deadline d;
 	struct queue_view v;
+	struct queue_dead_takers dead;
 	uint64_t last_purge = 0, now;
-	int rc;
+	int rc, manual = (q->flags & MPROC_QUEUE_MANUAL_DONE) != 0;
 
 	mproc__deadline_set(&d, timeout_ms);
 	for (;;) {
 		if (LOAD(&s->shutdown))
 			return -ESHUTDOWN;
 		mproc__queue_send_poll(q);
+		/* Takers that died before task_done: found without the lock
+		 * (a /proc look-up each), forgotten under it. */
+		if (manual)
+			mproc__queue_takers_sum(q, &dead);
 		if ((rc = queue_lock_recv(q, &d, &v)) < 0)
 			return rc;
-		if (queue_unfinished(&v) == 0) {
+		if (manual && dead.n > 0)
+			mproc__queue_takers_reclaim(q, &dead);
+		if (queue_unfinished(&v) +
+		            (manual ? mproc__queue_takers_sum(q, NULL) : 0) ==
+		    0) {
 			mproc__unlock(&s->recv.lock);
 			return 0;
 		}
@@ -81,6 +90,11 @@ int mproc__queue_task_done(mproc_conn *c)
 		return -EINVAL;
 	if ((rc = queue_lock_recv_default(q, &v)) < 0)
 		return rc;
+	if (mproc__queue_taker_done(q) == 0) {
+		queue_unlock_wake(q, &q->s->recv, WAKE_DONE, MPROC__FUTEX_ALL,
+		                  v.w);
+		return 0;
+	}
 	if (v.w[QC_TAKEN] == 0) {
 		mproc__unlock(&q->s->recv.lock);
 		return -EINVAL;

@@ -45,6 +45,22 @@
 
 #define MPROC__QUEUE_LAYOUT 4u
 
+/*
+ * MANUAL_DONE queues: who holds the tasks taken and not yet done. A taker
+ * claims a slot (under the receive lock) and counts its tasks there; a
+ * slot whose process is gone (exited, killed, its pid reused) no longer
+ * counts, so a dead taker's tasks stop holding join. Every write to a
+ * slot is made under the receive lock. Takers that find no free slot
+ * count in the receive word QC_TAKEN instead (and are not forgiven).
+ */
+#define MPROC__QUEUE_TAKERS 64
+struct mproc__queue_taker {
+	int32_t pid;       /* 0: free */
+	uint32_t reserved;
+	uint64_t start_ns; /* the taker's start (CLOCK_BOOTTIME ns, /proc) */
+	uint64_t taken;    /* tasks it took and has not marked done */
+};
+
 /* The send side's words, in the order a commit applies them (sent before
  * tail: a receiver that sees a record sees it counted). */
 enum {
@@ -59,7 +75,8 @@ enum {
 	QC_HEAD,     /* start of the oldest record not consumed */
 	QC_GONE,     /* records consumed for good (taken, purged, done) */
 	QC_LEASED,   /* records leased (pool), not visible */
-	QC_TAKEN,    /* MANUAL_DONE: taken, task_done not yet called */
+	QC_TAKEN,    /* MANUAL_DONE: taken, task_done not yet called, by
+	                takers without a slot (takers[] counts the rest) */
 	QC_RECEIVED, /* receives, leases included */
 	QC_PURGED,
 	QC_GEN,      /* bumped when an old record becomes visible again */
@@ -88,6 +105,10 @@ struct mproc__queue_shared {
 	uint32_t recv_waiting;
 	uint32_t send_waiting;
 	uint32_t join_waiting;
+
+	/* MANUAL_DONE takers (see above); zero on other queues. */
+	struct mproc__queue_taker takers[MPROC__QUEUE_TAKERS]
+	        __attribute__((aligned(MPROC__CACHELINE)));
 } __attribute__((aligned(MPROC__CACHELINE)));
 
 #define MPROC__QUEUE_HDR ((uint32_t)sizeof(struct mproc__queue_shared))

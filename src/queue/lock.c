@@ -24,20 +24,6 @@
 static const struct mproc__deadline queue_try_only = { .expired = true,
 	                                               .armed = true };
 
-int mproc__queue_check_identity(const struct queue_conn *q)
-{
-	const struct mproc__queue_shared *s = q->s;
-
-	if (mproc__region_check(&s->hdr, q->map_len, MPROC__KIND_QUEUE,
-	                        MPROC__QUEUE_LAYOUT, MPROC__QUEUE_HDR) < 0 ||
-	    LOAD(&s->capacity) != q->ring.cap ||
-	    LOAD(&s->max_payload) != q->max_payload ||
-	    LOAD(&s->max_messages) != q->max_messages ||
-	    LOAD(&s->flags) != q->flags)
-		return -EPROTO;
-	return 0;
-}
-
 int mproc__queue_walk_check(struct queue_conn *q, uint64_t head,
                             uint64_t tail, int locked, uint64_t *queued,
                             uint64_t *leased)

@@ -39,6 +39,7 @@ static void queue_conn_init(struct queue_conn *q, void *map, size_t len,
 	q->max_payload = max_payload;
 	q->max_messages = max_messages;
 	q->flags = flags;
+	q->taker = -1;
 }
 
 int mproc__queue_open(mproc_conn **out, const mproc_queue_opts *opts)

@@ -59,6 +59,10 @@ struct queue_conn {
 	pid_t fm_pid;
 	uint64_t fm_gen;
 	uint64_t fm_from;
+	/* This process's slot in takers[] (MANUAL_DONE), valid while
+	 * taker_pid is the caller's pid. Under the receive lock. */
+	pid_t taker_pid;
+	int taker;
 };
 
 /* What the receive side sees under its lock: its words and the send
@@ -69,6 +73,32 @@ struct queue_view {
 	uint64_t sent;
 	uint64_t dtail;
 };
+
+/* takers.c (MANUAL_DONE). */
+/* The caller's slot, claimed if it has none; -1 when none is free.
+ * Receive lock held. */
+int mproc__queue_taker_claim(struct queue_conn *q);
+/* Slots found gone by mproc__queue_takers_sum. */
+struct queue_dead_takers {
+	int n;
+	struct {
+		int slot;
+		pid_t pid;
+		uint64_t start_ns;
+	} d[MPROC__QUEUE_TAKERS];
+};
+/* Tasks counted in the slots: all of them (dead NULL), or only those of
+ * takers still alive, the others listed in *dead (/proc look-ups: call it
+ * without a lock). */
+uint64_t mproc__queue_takers_sum(const struct queue_conn *q,
+                                 struct queue_dead_takers *dead);
+/* Forget the tasks of the slots in *dead (receive lock held). Returns how
+ * many tasks stopped counting. */
+uint64_t mproc__queue_takers_reclaim(struct queue_conn *q,
+                                     const struct queue_dead_takers *dead);
+/* Mark one task done in the caller's slot, else in any slot: 0, or
+ * -ENOENT when no slot holds one. Receive lock held. */
+int mproc__queue_taker_done(struct queue_conn *q);
 
 /* What a locked operation leaves for the wake after unlock. */
 enum {
@@ -147,8 +177,22 @@ static inline uint64_t queue_queued(const struct queue_view *v)
 	return v->sent - v->w[QC_GONE] - v->w[QC_LEASED];
 }
 
+/* The identity fields still say what this handle was opened with. */
+static inline int mproc__queue_check_identity(const struct queue_conn *q)
+{
+	const struct mproc__queue_shared *s = q->s;
+
+	if (mproc__region_check(&s->hdr, q->map_len, MPROC__KIND_QUEUE,
+	                        MPROC__QUEUE_LAYOUT, MPROC__QUEUE_HDR) < 0 ||
+	    LOAD(&s->capacity) != q->ring.cap ||
+	    LOAD(&s->max_payload) != q->max_payload ||
+	    LOAD(&s->max_messages) != q->max_messages ||
+	    LOAD(&s->flags) != q->flags)
+		return -EPROTO;
+	return 0;
+}
+
 /* lock.c */
-int mproc__queue_check_identity(const struct queue_conn *q);
 int mproc__queue_lock_slow(struct queue_conn *q, struct mproc__side *sd,
                            const struct mproc__deadline *d, int rc);
 int mproc__queue_send_poll(struct queue_conn *q);
@@ -213,8 +257,6 @@ struct queue_watch {
 	const uint64_t *w[2];
 	uint64_t v[2];
 };
-void mproc__queue_wake(struct queue_conn *q, int wake, uint32_t data_bits,
-                       const uint64_t *cw);
 int mproc__queue_sleep(struct queue_conn *q, struct mproc__side *sd,
                        uint32_t *mask, uint32_t *seq,
                        const struct mproc__deadline *d, int slice_ms,
@@ -230,6 +272,31 @@ static inline int queue_expired(const struct mproc__deadline *d,
 	if (d->forever || mproc__deadline_ns(d) > 0)
 		return 0;
 	return timeout_ms == MPROC_NOWAIT ? -EAGAIN : -ETIMEDOUT;
+}
+
+static inline void mproc__queue_wake(struct queue_conn *q, int wake,
+                                     uint32_t data_bits, const uint64_t *cw)
+{
+	struct mproc__queue_shared *s = q->s;
+
+	/* The change against the waiter's bits: see base/futex.h. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (wake & WAKE_DATA)
+		mproc__wake_bits(&s->recv_waiting, &s->data_seq, data_bits);
+	if (wake & WAKE_SPACE)
+		mproc__wake_bits(&s->send_waiting, &s->space_seq,
+		                 MPROC__FUTEX_ALL);
+	/* sent read after the fence: a send since the commit means a task
+	 * is still open, and its receiver will wake the join. */
+	if ((wake & WAKE_DONE) && LOAD(&s->join_waiting) &&
+	    (cw == NULL ||
+	     ACQUIRE(&s->send.w[QP_SENT]) - cw[QC_GONE] + cw[QC_TAKEN] +
+	                     ((q->flags & MPROC_QUEUE_MANUAL_DONE)
+	                              ? mproc__queue_takers_sum(q, NULL)
+	                              : 0) ==
+	             0))
+		mproc__wake_bits(&s->join_waiting, &s->done_seq,
+		                 MPROC__FUTEX_ALL);
 }
 
 /*

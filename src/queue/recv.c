@@ -149,7 +149,7 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 	struct mproc__mark mk;
 	struct mproc__rec r;
 	uint64_t off = 0;
-	int rc, spun = 0, wake;
+	int rc, spun = 0, wake, slot = -1;
 
 	mproc__deadline_set(&d, timeout_ms);
 	for (;;) {
@@ -226,10 +226,15 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 		mk.flags = MPROC__REC_CONSUMED;
 		mk.lease_pid = 0;
 		nw[QC_GONE]++;
-		if (q->flags & MPROC_QUEUE_MANUAL_DONE)
-			nw[QC_TAKEN]++;
-		else
+		if (q->flags & MPROC_QUEUE_MANUAL_DONE) {
+			/* Counted in the taker's slot (or, with no slot free,
+			 * in QC_TAKEN) until mproc_task_done. */
+			slot = mproc__queue_taker_claim(q);
+			if (slot < 0)
+				nw[QC_TAKEN]++;
+		} else {
 			wake |= WAKE_DONE; /* if it finished the last task */
+		}
 		if (mproc__queue_advance_head(q, nw, v.tail, off) < 0) {
 			mproc__unlock(&sd->lock);
 			return -EPROTO;
@@ -240,8 +245,15 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 		if (q->max_messages != 0)
 			wake |= WAKE_SPACE;
 	}
+	/* The slot first: dying before the commit leaves one task too many
+	 * in a slot that no longer counts (its process is gone). */
+	if (slot >= 0)
+		RELEASE(&s->takers[slot].taken, LOAD(&s->takers[slot].taken) + 1);
 	if ((rc = queue_commit(q, sd, QC_WORDS, v.w, nw, &mk,
 	                       MPROC__CRASH_RECV_COMMIT)) < 0) {
+		if (slot >= 0)
+			RELEASE(&s->takers[slot].taken,
+			        LOAD(&s->takers[slot].taken) - 1);
 		mproc__unlock(&sd->lock);
 		return rc;
 	}

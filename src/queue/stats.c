@@ -231,6 +231,12 @@ int mproc__queue_stats(mproc_conn *c, mproc_stats *out)
 	out->queued = queue_queued(&v);
 	out->bytes = v.tail - v.w[QC_HEAD];
 	out->unfinished = queue_unfinished(&v);
+	if (q->flags & MPROC_QUEUE_MANUAL_DONE) {
+		/* Takers that are gone no longer count (join forgets them). */
+		struct queue_dead_takers dead;
+
+		out->unfinished += mproc__queue_takers_sum(q, &dead);
+	}
 	out->sent = v.sent;
 	out->received = v.w[QC_RECEIVED];
 	out->recoveries = LOAD(&s->send.recoveries) + LOAD(&s->recv.recoveries);

@@ -16,27 +16,6 @@
 
 #include "queue/queue.h"
 
-void mproc__queue_wake(struct queue_conn *q, int wake, uint32_t data_bits,
-                       const uint64_t *cw)
-{
-	struct mproc__queue_shared *s = q->s;
-
-	/* The change against the waiter's bits: see base/futex.h. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (wake & WAKE_DATA)
-		mproc__wake_bits(&s->recv_waiting, &s->data_seq, data_bits);
-	if (wake & WAKE_SPACE)
-		mproc__wake_bits(&s->send_waiting, &s->space_seq,
-		                 MPROC__FUTEX_ALL);
-	/* sent read after the fence: a send since the commit means a task
-	 * is still open, and its receiver will wake the join. */
-	if ((wake & WAKE_DONE) && LOAD(&s->join_waiting) &&
-	    (cw == NULL || ACQUIRE(&s->send.w[QP_SENT]) - cw[QC_GONE] +
-	                               cw[QC_TAKEN] == 0))
-		mproc__wake_bits(&s->join_waiting, &s->done_seq,
-		                 MPROC__FUTEX_ALL);
-}
-
 static int queue_watch_moved(const struct mproc__queue_shared *s,
                              const struct queue_watch *wt)
 {

@@ -36,21 +36,6 @@ void mproc__region_init(struct mproc__shm_hdr *h, enum mproc__kind kind,
 	__atomic_store_n(&h->magic, MPROC__SHM_MAGIC, __ATOMIC_RELEASE);
 }
 
-int mproc__region_check(const struct mproc__shm_hdr *h, size_t map_len,
-                        enum mproc__kind kind, uint32_t layout,
-                        uint32_t header_size)
-{
-	if (h == NULL || map_len < sizeof(*h) || map_len < header_size)
-		return -EPROTO;
-	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != MPROC__SHM_MAGIC ||
-	    __atomic_load_n(&h->kind, __ATOMIC_RELAXED) != (uint32_t)kind ||
-	    __atomic_load_n(&h->layout, __ATOMIC_RELAXED) != layout ||
-	    __atomic_load_n(&h->header_size, __ATOMIC_RELAXED) != header_size ||
-	    __atomic_load_n(&h->size, __ATOMIC_RELAXED) != (uint64_t)map_len)
-		return -EPROTO;
-	return 0;
-}
-
 const char *mproc__kind_name(uint32_t kind)
 {
 	switch (kind) {

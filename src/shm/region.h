@@ -12,6 +12,7 @@
 #ifndef MPROC_SHM_REGION_H
 #define MPROC_SHM_REGION_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,9 +49,21 @@ void mproc__region_init(struct mproc__shm_hdr *h, enum mproc__kind kind,
  * header_size bytes? Each field is read once (another process may scribble
  * on it meanwhile). Returns 0 or -EPROTO.
  */
-int mproc__region_check(const struct mproc__shm_hdr *h, size_t map_len,
-                        enum mproc__kind kind, uint32_t layout,
-                        uint32_t header_size);
+static inline int mproc__region_check(const struct mproc__shm_hdr *h,
+                                      size_t map_len, enum mproc__kind kind,
+                                      uint32_t layout, uint32_t header_size)
+{
+	if (h == NULL || map_len < sizeof(*h) || map_len < header_size)
+		return -EPROTO;
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != MPROC__SHM_MAGIC ||
+	    __atomic_load_n(&h->kind, __ATOMIC_RELAXED) != (uint32_t)kind ||
+	    __atomic_load_n(&h->layout, __ATOMIC_RELAXED) != layout ||
+	    __atomic_load_n(&h->header_size, __ATOMIC_RELAXED) != header_size ||
+	    __atomic_load_n(&h->size, __ATOMIC_RELAXED) != (uint64_t)map_len)
+		return -EPROTO;
+	return 0;
+}
+
 /* The name of a kind ("queue", "bus", "slot"; "unknown"). */
 const char *mproc__kind_name(uint32_t kind);
 
