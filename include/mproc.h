@@ -303,8 +303,13 @@ int mproc_queue_shutdown(mproc_conn *q);
 
 /*
  * mproc_task_done marks one taken task finished; only for queues opened
- * with MPROC_QUEUE_MANUAL_DONE. Returns 0, -EINVAL (wrong queue kind, or
- * more task_done calls than tasks taken) or -EPROTO.
+ * with MPROC_QUEUE_MANUAL_DONE. It finishes one of the caller's own taken
+ * tasks, or, if it has none, one taken by another live process (as
+ * multiprocessing.JoinableQueue allows). Tasks are counted per taker: a
+ * taker killed (or exiting) before mproc_task_done stops counting, so its
+ * tasks no longer hold mproc_queue_join (they are not delivered again).
+ * Returns 0, -EINVAL (wrong queue kind, or more task_done calls than tasks
+ * taken) or -EPROTO.
  */
 int mproc_task_done(mproc_conn *q);
 
