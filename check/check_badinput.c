@@ -71,7 +71,7 @@ ROW(-EINVAL, close_null, mproc_close(NULL))
 ROW(-EINVAL, close_closed, mproc_close(c->closed))
 ROW(-EINVAL, fd_null, mproc_fd(NULL))
 ROW(-EINVAL, fd_closed, mproc_fd(c->pclosed))
-ROW(-EINVAL, fd_queue, mproc_fd(c->q))
+ROW(-EINVAL, fd_qclosed, mproc_fd(c->closed))
 ROW(-EINVAL, pipe_open_null, mproc_pipe_open(NULL, &c->peer))
 ROW(-EINVAL, pipe_open_null2, mproc_pipe_open(&c->peer, NULL))
 ROW(-EINVAL, queue_open_null, mproc_queue_open(NULL, NULL))
@@ -135,7 +135,7 @@ static const struct row rows[] = {
 	R(-EINVAL, close_closed),
 	R(-EINVAL, fd_null),
 	R(-EINVAL, fd_closed),
-	R(-EINVAL, fd_queue),
+	R(-EINVAL, fd_qclosed),
 	R(-EINVAL, pipe_open_null),
 	R(-EINVAL, pipe_open_null2),
 	R(-EINVAL, queue_open_null),

@@ -567,7 +567,7 @@ START_TEST(test_queue_bad_arguments_change_nothing)
 	ck_assert_int_eq(mproc_queue_shutdown(NULL), -EINVAL);
 	ck_assert_int_eq(mproc_task_done(NULL), -EINVAL);
 	ck_assert_int_eq(mproc_queue_purge(NULL), -EINVAL);
-	ck_assert_int_eq(mproc_fd(q), -EINVAL);
+	ck_assert_int_ge(mproc_fd(q), 0); /* a queue has one too */
 	/* The one good message is still there, whole. */
 	ck_assert_uint_eq(stats_of(q).queued, 1);
 	ck_assert_uint_eq(stats_of(q).sent, 1);

@@ -84,6 +84,10 @@ extern "C" {
 /* Queue flags (mproc_queue_opts.flags). */
 #define MPROC_QUEUE_MANUAL_DONE (1u << 0) /* takers call mproc_task_done */
 
+/* Flag of every named kind (opts.flags): the last holder's mproc_close
+ * removes the name. */
+#define MPROC_UNLINK_ON_LAST_CLOSE (1u << 16)
+
 /*
  * mproc_msg is a message: four fields and a payload.
  *
@@ -126,7 +130,10 @@ typedef struct mproc_queue_opts {
 	size_t capacity;       /* bytes of ring; default 1 MiB, at most 1 GiB */
 	uint32_t max_messages; /* most messages queued at once; 0 = bytes only */
 	uint32_t max_payload;  /* largest payload; default 64 KiB */
-	uint32_t flags;        /* MPROC_QUEUE_MANUAL_DONE */
+	uint32_t flags;        /* MPROC_QUEUE_MANUAL_DONE,
+	                          MPROC_UNLINK_ON_LAST_CLOSE (named) */
+	mode_t mode;           /* named: permission bits (& 0777); 0 = 0600;
+	                          the umask does not narrow them */
 } mproc_queue_opts;
 
 /* mproc_stats is filled by mproc_queue_stats. */
@@ -166,6 +173,64 @@ int mproc_pipe_open(mproc_conn **parent_end, mproc_conn **child_end);
  * Fork: children use the inherited handle; each process closes its copy.
  */
 int mproc_queue_open(mproc_conn **queue, const mproc_queue_opts *opts);
+
+/* ------------------------------------------------------------------ */
+/* Named objects                                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Names let programs started separately meet. A name is "/" followed by 1
+ * to 200 characters from [A-Za-z0-9._-], not starting with "."; anything
+ * else is -EINVAL. Queues, buses and slots share one namespace. The object
+ * "/jobs" is the file "jobs" in the directory $MPROC_DIR (read at each
+ * call) or, if unset, /dev/shm/mproc-<euid> (created mode 0700 when
+ * missing); ls and rm work on it, and file names starting with "." are the
+ * library's own. A directory that is a symlink, not a directory, writable
+ * by others or owned by neither the caller nor root is refused with
+ * -EPERM (create, attach and unlink check), so no other user can plant or
+ * swap an object under a name you use. Share across users with a group
+ * directory set up by an administrator, named by $MPROC_DIR.
+ * A named object is held by every process that created, attached or
+ * inherited (fork) it and has not closed it; the kernel keeps that count
+ * (a lock on the file), so a process killed with SIGKILL holds nothing.
+ * Handles are close-on-exec: an exec'd program attaches by name.
+ */
+
+/*
+ * mproc_queue_create makes a new named queue, as mproc_queue_open would,
+ * with opts->mode & 0777 as the file's mode (0: 0600; the umask does not
+ * narrow it) and opts->flags & MPROC_UNLINK_ON_LAST_CLOSE honoured. The
+ * name appears only once the queue is complete: an attach never sees a
+ * half-made queue. A name that a live process still holds gives -EEXIST;
+ * one that no live process holds (all its holders exited or were killed)
+ * is stale and is replaced. Never blocks.
+ * Returns 0, -EINVAL (bad name or options), -EEXIST, -EPERM (unsafe
+ * directory), -EACCES, -ENOSPC, -ENOMEM or another errno of the file
+ * system.
+ * Ownership: the caller owns *queue; opts and name are borrowed.
+ * Fork: children share the handle and hold the queue by themselves.
+ */
+int mproc_queue_create(mproc_conn **queue, const char *name,
+                       const mproc_queue_opts *opts);
+
+/*
+ * mproc_queue_attach opens the named queue an unrelated program created.
+ * Returns 0, -EINVAL (bad name), -ENOENT (no such object), -EACCES (its
+ * mode forbids you), -EPROTO (not a valid mproc queue: a foreign file,
+ * another kind, another layout version, a truncated or corrupted header)
+ * or -EPERM (unsafe directory); never crashes or hangs on a bad file. A
+ * name being replaced meanwhile is followed to the new object.
+ * Every promise of the anonymous queue holds across the programs that
+ * attach it. Ownership: the caller owns *queue and closes it.
+ */
+int mproc_queue_attach(mproc_conn **queue, const char *name);
+
+/*
+ * mproc_unlink removes a name (any kind). Holders keep using the object,
+ * which goes when the last one closes or exits. Returns 0, -ENOENT,
+ * -EACCES, -EINVAL or -EPERM.
+ */
+int mproc_unlink(const char *name);
 
 /*
  * mproc_send sends a message with the given request code to recipient
@@ -261,14 +326,27 @@ int mproc_match_request_for_me(const mproc_msg *m, void *arg);
 int mproc_close(mproc_conn *c);
 
 /*
- * mproc_fd returns a descriptor that poll()/epoll report readable when a
- * receive on the pipe end c may make progress (a message, or the peer
- * gone). poll sees only bytes still in the socket. A receive reads ahead,
- * so messages it already took in, and messages held back by a rejecting
- * predicate, are not visible to poll: after poll reports c readable, call
- * mproc_recv with MPROC_NOWAIT until it returns -EAGAIN before polling
- * again. The descriptor stays owned by c. Returns the descriptor, or
- * -EINVAL (NULL, closed, or a queue, which has no descriptor).
+ * mproc_fd returns a descriptor for poll(), epoll or libuv's uv_poll, to
+ * wait for c together with other descriptors. Read nothing from it and
+ * close nothing: it stays owned by c (mproc_close closes it).
+ * On a pipe end: readable when a receive may make progress (a message, or
+ * the peer gone). A receive reads ahead, so messages it already took in,
+ * and messages held back by a rejecting predicate, are not visible to
+ * poll: after poll reports c readable, call mproc_recv with MPROC_NOWAIT
+ * until it returns -EAGAIN before polling again.
+ * On a queue (anonymous or named): readable when something was sent (or
+ * the queue shut down) since this handle's last receive began, and from
+ * the start; any receive on the handle clears it. So: poll, receive with
+ * MPROC_NOWAIT until -EAGAIN, poll again. No message is missed, and
+ * nothing spins while every queued message is for someone else. Senders
+ * pay one load while nobody polls, and one system call per wake-up of an
+ * idle poller. The descriptor belongs to the calling process: a child
+ * that inherited the handle gets its own from mproc_fd. At most 64
+ * handles of one queue have a descriptor at once (-EMFILE after that).
+ * Pollers and senders must share a network namespace (the wake-ups are
+ * datagrams on abstract-namespace sockets).
+ * Returns the descriptor, or -EINVAL (NULL or closed), -EMFILE, -EPROTO,
+ * or the errno of socket()/bind().
  */
 int mproc_fd(mproc_conn *c);
 

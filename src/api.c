@@ -75,6 +75,26 @@ int mproc_queue_open(mproc_conn **queue, const mproc_queue_opts *opts)
 	return mproc__queue_open(queue, opts);
 }
 
+int mproc_queue_create(mproc_conn **queue, const char *name,
+                       const mproc_queue_opts *opts)
+{
+	if (queue == NULL)
+		return -EINVAL;
+	return mproc__queue_create(queue, name, opts);
+}
+
+int mproc_queue_attach(mproc_conn **queue, const char *name)
+{
+	if (queue == NULL)
+		return -EINVAL;
+	return mproc__queue_attach_name(queue, name);
+}
+
+int mproc_unlink(const char *name)
+{
+	return mproc__name_unlink(name);
+}
+
 int mproc_send_msg(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 {
 	if (c == NULL || m == NULL || !mproc__timeout_ok(timeout_ms))

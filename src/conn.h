@@ -48,6 +48,10 @@ int mproc__queue_task_done(mproc_conn *q);
 int mproc__queue_stats(mproc_conn *q, mproc_stats *st);
 int mproc__queue_purge(mproc_conn *q);
 int mproc__queue_open(mproc_conn **q, const mproc_queue_opts *opts);
+int mproc__queue_create(mproc_conn **q, const char *name,
+                        const mproc_queue_opts *opts);
+int mproc__queue_attach_name(mproc_conn **q, const char *name);
+int mproc__name_unlink(const char *name);
 int mproc__pipe_open(mproc_conn **a, mproc_conn **b);
 
 #endif /* MPROC_CONN_H */

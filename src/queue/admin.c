@@ -126,5 +126,6 @@ int mproc__queue_shutdown(mproc_conn *c)
 	mproc__futex_wake(&s->data_seq, INT_MAX, MPROC__FUTEX_ALL);
 	mproc__futex_wake(&s->space_seq, INT_MAX, MPROC__FUTEX_ALL);
 	mproc__futex_wake(&s->done_seq, INT_MAX, MPROC__FUTEX_ALL);
+	mproc__queue_poll_wake(q);
 	return 0;
 }

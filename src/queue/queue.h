@@ -19,6 +19,7 @@
 #include "base/lock.h"
 #include "internal.h"
 #include "queue/layout.h"
+#include "shm/name.h"
 
 /* How long calls without a timeout wait for the lock (a stopped holder). */
 #define QUEUE_LOCK_MS 1000
@@ -63,6 +64,15 @@ struct queue_conn {
 	 * taker_pid is the caller's pid. Under the receive lock. */
 	pid_t taker_pid;
 	int taker;
+	/* mproc_fd: this handle's poller socket and slot, valid while
+	 * poll_pid is the caller's pid; wake_fd, the socket it wakes other
+	 * pollers from (wake_pid's). */
+	int poll_fd;
+	int poll_slot;
+	pid_t poll_pid;
+	int wake_fd;
+	pid_t wake_pid;
+	struct mproc__named *named; /* a named queue's file; NULL: anonymous */
 };
 
 /* What the receive side sees under its lock: its words and the send
@@ -360,6 +370,34 @@ int mproc__queue_consume_locked(struct queue_conn *q, struct queue_view *v,
 int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms);
 int mproc__queue_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
                       void *arg, int timeout_ms);
+
+/* poll.c: the descriptor. */
+int mproc__queue_fd(mproc_conn *c);
+/* Before a receive on a handle with a descriptor: clear it, wait again. */
+void mproc__queue_poll_arm(struct queue_conn *q);
+/* After a send or a shutdown: wake every armed poller once. */
+void mproc__queue_poll_wake(struct queue_conn *q);
+void mproc__queue_poll_close(struct queue_conn *q);
+
+static inline void queue_poll_after_send(struct queue_conn *q)
+{
+	/* Senders pay one load while nobody polls (the line the wake reads
+	 * anyway). */
+	if (mproc__unlikely(__atomic_load_n(&q->s->poll_armed,
+	                                    __ATOMIC_SEQ_CST) != 0))
+		mproc__queue_poll_wake(q);
+}
+
+static inline void queue_poll_before_recv(struct queue_conn *q)
+{
+	if (mproc__unlikely(q->poll_fd >= 0))
+		mproc__queue_poll_arm(q);
+}
+
+/* open.c: named queues. */
+int mproc__queue_create(mproc_conn **q, const char *name,
+                        const mproc_queue_opts *opts);
+int mproc__queue_attach_name(mproc_conn **q, const char *name);
 
 /* stats.c: purge (1) or count (0) the orphans; takes no lock to scan. */
 int mproc__queue_orphans(struct queue_conn *q, int purge);

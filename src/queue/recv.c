@@ -151,6 +151,7 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 	uint64_t off = 0;
 	int rc, spun = 0, wake, slot = -1;
 
+	queue_poll_before_recv(q);
 	mproc__deadline_set(&d, timeout_ms);
 	for (;;) {
 		if (LOAD(&s->shutdown))

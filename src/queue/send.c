@@ -117,5 +117,6 @@ int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 	                  MPROC__CRASH_SEND_COMMIT);
 	queue_unlock_wake(q, sd, rc == 0 ? WAKE_DATA : 0,
 	                  queue_data_bits(r.recipient), NULL);
+	queue_poll_after_send(q);
 	return rc;
 }
