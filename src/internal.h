@@ -79,6 +79,23 @@ int mproc__queue_peek(mproc_conn *q, mproc_match_fn match, void *arg);
 /* The same, waiting at most timeout_ms for the lock. */
 int mproc__queue_peek_within(mproc_conn *q, mproc_match_fn match, void *arg,
                              int timeout_ms);
+/*
+ * mproc__queue_inspect: the figures of a queue mapping the caller may
+ * only read (the inspector), with no lock taken and nothing written.
+ * Returns 0 or -EPROTO (not a valid queue of this layout).
+ */
+struct mproc__queue_figures {
+	mproc_stats st;
+	uint32_t max_messages;
+	uint32_t flags;
+	int consistent; /* the counts are one state of the queue */
+	int pending;    /* a side's journal is pending (an owner died or
+	                   stopped mid-commit; the next locker repairs) */
+	int shutdown;
+	int pollers;    /* handles with a descriptor */
+};
+int mproc__queue_inspect(const void *map, size_t len,
+                         struct mproc__queue_figures *out);
 /* The shared mapping behind queue q and its length (tests, fuzzers). */
 void *mproc__queue_mapping(mproc_conn *q, size_t *len);
 /*

@@ -401,5 +401,7 @@ int mproc__queue_attach_name(mproc_conn **q, const char *name);
 
 /* stats.c: purge (1) or count (0) the orphans; takes no lock to scan. */
 int mproc__queue_orphans(struct queue_conn *q, int purge);
+/* Count the orphans from v's head on; reads only. */
+int mproc__queue_count_orphans(struct queue_conn *q, const struct queue_view *v);
 
 #endif /* MPROC_QUEUE_QUEUE_H */

@@ -200,6 +200,11 @@ static int queue_orphans(struct queue_conn *q, const struct queue_view *v,
 	return total > INT32_MAX ? INT32_MAX : (int)total;
 }
 
+int mproc__queue_count_orphans(struct queue_conn *q, const struct queue_view *v)
+{
+	return queue_orphans(q, v, 0);
+}
+
 int mproc__queue_orphans(struct queue_conn *q, int purge)
 {
 	struct queue_view v;
