@@ -66,7 +66,7 @@ int mproc__queue_lease_release(mproc_conn *q, pid_t dead, uint32_t max_attempts,
 /* The same, waiting at most timeout_ms for the receive lock (MPROC_NOWAIT:
  * the short try of every NOWAIT call, then -EAGAIN): -ETIMEDOUT/-EAGAIN
  * mean nothing was released, try again later. */
-int mproc__queue_lease_release_within(mproc_conn *q, pid_t dead,
+int mproc__queue_lease_release_timed(mproc_conn *q, pid_t dead,
                                       uint32_t max_attempts,
                                       mproc__dead_fn dead_fn, void *arg,
                                       int timeout_ms);
@@ -77,7 +77,7 @@ int mproc__queue_lease_release_within(mproc_conn *q, pid_t dead,
  */
 int mproc__queue_peek(mproc_conn *q, mproc_match_fn match, void *arg);
 /* The same, waiting at most timeout_ms for the lock. */
-int mproc__queue_peek_within(mproc_conn *q, mproc_match_fn match, void *arg,
+int mproc__queue_peek_timed(mproc_conn *q, mproc_match_fn match, void *arg,
                              int timeout_ms);
 /*
  * mproc__queue_inspect: the figures of a queue mapping the caller may

@@ -53,7 +53,7 @@ int mproc__queue_lease_done(mproc_conn *c, const struct mproc__lease *lease)
 	return rc;
 }
 
-int mproc__queue_lease_release_within(mproc_conn *c, pid_t dead,
+int mproc__queue_lease_release_timed(mproc_conn *c, pid_t dead,
                                       uint32_t max_attempts,
                                       mproc__dead_fn dead_fn, void *arg,
                                       int timeout_ms)
@@ -116,11 +116,11 @@ int mproc__queue_lease_release_within(mproc_conn *c, pid_t dead,
 int mproc__queue_lease_release(mproc_conn *c, pid_t dead, uint32_t max_attempts,
                                mproc__dead_fn dead_fn, void *arg)
 {
-	return mproc__queue_lease_release_within(c, dead, max_attempts, dead_fn,
+	return mproc__queue_lease_release_timed(c, dead, max_attempts, dead_fn,
 	                                         arg, QUEUE_LOCK_MS);
 }
 
-int mproc__queue_peek_within(mproc_conn *c, mproc_match_fn match, void *arg,
+int mproc__queue_peek_timed(mproc_conn *c, mproc_match_fn match, void *arg,
                              int timeout_ms)
 {
 	struct queue_scan sc = { 0, 0, 0 };
@@ -145,5 +145,5 @@ int mproc__queue_peek_within(mproc_conn *c, mproc_match_fn match, void *arg,
 
 int mproc__queue_peek(mproc_conn *c, mproc_match_fn match, void *arg)
 {
-	return mproc__queue_peek_within(c, match, arg, QUEUE_LOCK_MS);
+	return mproc__queue_peek_timed(c, match, arg, QUEUE_LOCK_MS);
 }
