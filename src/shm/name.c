@@ -323,9 +323,11 @@ int mproc__named_attach(struct mproc__named *nm, const char *name,
 		fd = openat(dirfd, name + 1, O_RDWR | O_NOFOLLOW | O_NONBLOCK |
 		                                     O_CLOEXEC);
 		if (fd < 0) {
-			rc = errno == ELOOP || errno == ENXIO ? -EPROTO
-			     : errno == EPERM                 ? -EACCES
-			                                      : -errno;
+			/* A symlink, a directory, a socket: not an object. */
+			rc = errno == ELOOP || errno == ENXIO || errno == EISDIR
+			             ? -EPROTO
+			     : errno == EPERM ? -EACCES
+			                      : -errno;
 			break;
 		}
 		if (fstat(fd, &st) < 0) {
