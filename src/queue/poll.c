@@ -20,6 +20,7 @@
  * that inherited the handle gets its own from mproc_fd.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,9 +84,27 @@ static void poll_drain(int fd)
 		;
 }
 
+/* Threads asking for a handle's descriptor at once get the same one. */
+static pthread_mutex_t poll_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int poll_fd_locked(struct queue_conn *q);
+
 int mproc__queue_fd(mproc_conn *c)
 {
 	struct queue_conn *q = queue_of(c);
+	int rc;
+
+	if (__atomic_load_n(&q->poll_fd, __ATOMIC_ACQUIRE) >= 0 &&
+	    q->poll_pid == mproc__self_pid())
+		return q->poll_fd;
+	pthread_mutex_lock(&poll_mu);
+	rc = poll_fd_locked(q);
+	pthread_mutex_unlock(&poll_mu);
+	return rc;
+}
+
+static int poll_fd_locked(struct queue_conn *q)
+{
 	struct mproc__queue_shared *s = q->s;
 	pid_t me = mproc__self_pid();
 	struct sockaddr_un sa;
@@ -119,9 +138,9 @@ int mproc__queue_fd(mproc_conn *c)
 	/* Readable from the start: what was sent before this handle asked
 	 * has not been looked for yet. A receive clears it. */
 	sendto(fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&sa, len);
-	q->poll_fd = fd;
 	q->poll_slot = slot;
 	q->poll_pid = me;
+	__atomic_store_n(&q->poll_fd, fd, __ATOMIC_RELEASE);
 	return fd;
 }
 
@@ -140,20 +159,28 @@ void mproc__queue_poll_wake(struct queue_conn *q)
 {
 	struct mproc__queue_shared *s = q->s;
 	struct sockaddr_un sa;
-	pid_t me = mproc__self_pid();
 	uint64_t armed, id;
 	socklen_t len;
-	int i;
+	int i, fd;
 
 	armed = __atomic_exchange_n(&s->poll_armed, 0, __ATOMIC_SEQ_CST);
 	if (armed == 0)
 		return;
-	if (q->wake_pid != me || q->wake_fd < 0) {
-		q->wake_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK |
-		                                     SOCK_CLOEXEC, 0);
-		q->wake_pid = me;
-		if (q->wake_fd < 0)
-			return;
+	/* An unbound socket to send from, made once per handle (threads
+	 * race to make it: one wins); a forked child may use its copy. */
+	fd = __atomic_load_n(&q->wake_fd, __ATOMIC_ACQUIRE);
+	if (fd < 0) {
+		int none = -1;
+
+		fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return; /* the pollers look again on their next receive */
+		if (!__atomic_compare_exchange_n(&q->wake_fd, &none, fd, 0,
+		                                 __ATOMIC_ACQ_REL,
+		                                 __ATOMIC_ACQUIRE)) {
+			close(fd);
+			fd = none;
+		}
 	}
 	id = LOAD(&s->poll.id);
 	for (i = 0; i < MPROC__QUEUE_POLLERS; i++) {
@@ -162,7 +189,7 @@ void mproc__queue_poll_wake(struct queue_conn *q)
 		len = poll_addr(&sa, id, i, LOAD(&s->poll.slot[i].gen));
 		/* A poller gone or full: nothing to do (a full socket is
 		 * readable already). */
-		sendto(q->wake_fd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+		sendto(fd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
 		       (struct sockaddr *)&sa, len);
 	}
 }

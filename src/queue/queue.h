@@ -65,13 +65,12 @@ struct queue_conn {
 	pid_t taker_pid;
 	int taker;
 	/* mproc_fd: this handle's poller socket and slot, valid while
-	 * poll_pid is the caller's pid; wake_fd, the socket it wakes other
-	 * pollers from (wake_pid's). */
+	 * poll_pid is the caller's pid; wake_fd, the unbound socket it
+	 * wakes pollers from (any process may use its copy). */
 	int poll_fd;
 	int poll_slot;
 	pid_t poll_pid;
 	int wake_fd;
-	pid_t wake_pid;
 	struct mproc__named *named; /* a named queue's file; NULL: anonymous */
 };
 
