@@ -3,6 +3,10 @@
  * against a raw pipe(2) and a POSIX message queue, in one process tree.
  *
  *   W1  stream 1:1 (64 B and 4 KiB payloads, or --size)
+ *   W1w W1's 64 B queue stream with a third process calling
+ *       mproc_queue_stats on the queue: never (row W1), every 1 ms
+ *       (W1w1ms), in a tight loop (W1wloop); the consumer times every
+ *       receive, in all three rows alike
  *   W2  fan-out 1:N          W3  fan-in N:1          W4  N:N
  *   W5  ping-pong round trip (median and p99)
  *   W6  task pool: DO to N workers, FINISHED back, DIE at the end
@@ -77,6 +81,11 @@ extern const char *const tname[T_NTRANS];
 
 enum wkind { K_STREAM, K_PINGPONG, K_POOL };
 
+/* W1w: what the watcher process does in a run (the rows of W1w). */
+enum watch { WATCH_NONE, WATCH_1MS, WATCH_LOOP, WATCH_N };
+
+extern const char *const watch_row[WATCH_N]; /* "W1", "W1w1ms", "W1wloop" */
+
 struct workload {
 	char id[8];         /* "W1" */
 	char title[64];
@@ -94,6 +103,8 @@ struct workload {
 	long mq_depth;      /* chosen before the runs; <= 0: unavailable */
 	char mq_why[128];
 	int window;         /* W6: tasks in flight */
+	bool watched;       /* W1w: queue only, one row per watch mode */
+	enum watch watch;   /* W1w: this run's watcher */
 };
 
 /* One role's report, written by the child into the shared area. */
@@ -104,6 +115,7 @@ struct role_report {
 	uint64_t count;
 	double rtt_med_us;
 	double rtt_p99_us;
+	uint64_t max_recv_ns; /* W1w consumers: the longest receive */
 	int32_t ok;
 	char err[244];
 };
@@ -112,6 +124,7 @@ struct role_report {
 struct shared {
 	pid_t pids[MAX_ROLES];
 	uint32_t producers_done;
+	uint32_t consumers_done; /* W1w: the watcher stops when all are */
 	struct role_report r[MAX_ROLES];
 	unsigned char seen[]; /* K_STREAM with several consumers: seq -> 1 */
 };
@@ -158,6 +171,8 @@ struct sample {
 	double elapsed_s;
 	double rtt_med_us;
 	double rtt_p99_us;
+	double max_recv_ms;   /* W1w */
+	uint64_t stats_calls; /* W1w: the watcher's mproc_queue_stats calls */
 	char why[300];
 };
 
@@ -256,6 +271,7 @@ void role_dispatcher(const struct workload *w, const struct ep *task,
                      int ntask, const struct ep *res);
 void role_worker(const struct workload *w, const struct ep *task,
                  const struct ep *res);
+void role_watcher(const struct workload *w, const struct ep *q);
 mproc_pool *role_pool_open(const struct workload *w);
 void role_pool(const struct workload *w, mproc_pool *pool);
 
@@ -277,5 +293,9 @@ void report_table(const struct workload *w, const struct row *rows);
 void report_json_str(FILE *f, const char *s);
 void report_json_workload(FILE *f, const struct workload *w,
                           const struct row *rows, bool first);
+void report_watch_table(const struct workload *w,
+                        const struct row rows[WATCH_N]);
+void report_json_watch(FILE *f, const struct workload *w,
+                       const struct row rows[WATCH_N], bool first);
 
 #endif

@@ -114,8 +114,10 @@ void child_main(const struct workload *w, struct chans *ch, int role,
 	case K_STREAM:
 		if (role < P)
 			role_producer(w, &eps[0]);
-		else
+		else if (role < P + w->consumers)
 			role_consumer(w, &eps[0]);
+		else
+			role_watcher(w, &eps[0]);
 		break;
 	case K_PINGPONG:
 		if (ch->t == T_MPIPE) {

@@ -77,7 +77,21 @@ static void main_usage(FILE *f)
 	        "  --quick        a few seconds: checks correctness, not speed\n"
 	        "  --json FILE    write the numbers as JSON\n"
 	        "  --no-raise     do not raise /proc/sys/fs/mqueue limits\n"
-	        "  --help\n",
+	        "  --help\n"
+	        "workloads (--only):\n"
+	        "  W1   stream 1:1, 64 B and 4 KiB (or --size)\n"
+	        "  W1w  W1's 64 B queue stream plus a process that calls\n"
+	        "       mproc_queue_stats on the queue: never (row W1),\n"
+	        "       every 1 ms (W1w1ms), in a tight loop (W1wloop);\n"
+	        "       msgs/s, the ratio to W1 run by run, the stats\n"
+	        "       calls, the longest single receive (every row's\n"
+	        "       consumer reads the clock once per receive).\n"
+	        "       Targets, printed only: W1w1ms within W1's spread,\n"
+	        "       W1wloop >= 0.2x W1, no receive of 50 ms or more\n"
+	        "  W2   fan-out 1:N   W3 fan-in N:1   W4 N:N (--workers)\n"
+	        "  W5   ping-pong round trips (median and p99)\n"
+	        "  W6   task pool: DO to N workers, FINISHED back\n"
+	        "  W6d  the same, every task addressed to one worker\n",
 	        MIN_SIZE, MAX_SIZE, POOL_WINDOW);
 }
 
@@ -123,6 +137,42 @@ static int main_parse_transports(const char *list)
 	return 0;
 }
 
+/*
+ * W1w: the runs of its rows (watch modes) interleaved like the transports
+ * of the other workloads, then its table.
+ */
+static void main_run_watched(struct workload *w, struct row rows[WATCH_N])
+{
+	struct workload wv;
+	int run, m, st;
+
+	if (!(opt_transports & (1u << T_QUEUE)))
+		w->has[T_QUEUE] = false;
+	for (m = 0; m < WATCH_N; m++)
+		rows[m].nruns = 0;
+	for (run = 0; run < opt_runs && w->has[T_QUEUE]; run++) {
+		for (m = 0; m < WATCH_N; m++) {
+			struct row *rw = &rows[m];
+
+			/* n/a or failed once: do not repeat. */
+			if (report_row_failure(rw, &st) != NULL)
+				continue;
+			wv = *w;
+			wv.watch = (enum watch)m;
+			coord_run_once(&wv, T_QUEUE, &rw->s[rw->nruns]);
+			if (rw->s[rw->nruns].status < 0) {
+				g_failed = true;
+				fprintf(stderr,
+				        "mproc-bench: FAIL: %s %s (%u B): %s\n",
+				        w->id, watch_row[m], w->size,
+				        rw->s[rw->nruns].why);
+			}
+			rw->nruns++;
+		}
+	}
+	report_watch_table(w, rows);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -141,6 +191,7 @@ int main(int argc, char **argv)
 	};
 	static struct workload ws[MAX_WORKLOADS];
 	static struct row rows[MAX_WORKLOADS][T_NTRANS];
+	static struct row wrows[MAX_WORKLOADS][WATCH_N]; /* W1w */
 	char mline[768], cpu[256], kernel[256];
 	int nw, i, t, run, o, c;
 	long cores;
@@ -251,6 +302,10 @@ int main(int argc, char **argv)
 	for (i = 0; i < nw; i++) {
 		struct workload *w = &ws[i];
 
+		if (w->watched) {
+			main_run_watched(w, wrows[i]);
+			continue;
+		}
 		mq_limits_pick_depth(w);
 		for (t = 0; t < T_NTRANS; t++)
 			rows[i][t].nruns = 0;
@@ -300,8 +355,13 @@ int main(int argc, char **argv)
 		        "\"quick\": %s, \"op_timeout_ms\": %d},\n  \"workloads\": [",
 		        opt_runs, opt_workers, opt_quick ? "true" : "false",
 		        OP_TIMEOUT_MS);
-		for (i = 0; i < nw; i++)
-			report_json_workload(jf, &ws[i], rows[i], i == 0);
+		for (i = 0; i < nw; i++) {
+			if (ws[i].watched)
+				report_json_watch(jf, &ws[i], wrows[i], i == 0);
+			else
+				report_json_workload(jf, &ws[i], rows[i],
+				                     i == 0);
+		}
 		fprintf(jf, "\n  ],\n  \"ok\": %s}\n",
 		        g_failed ? "false" : "true");
 		c = fclose(jf);

@@ -344,3 +344,288 @@ void report_json_workload(FILE *f, const struct workload *w,
 	}
 	fprintf(f, "]}");
 }
+
+/* ------------------------------------------------------------------ */
+/* W1w: one row per watch mode                                         */
+/* ------------------------------------------------------------------ */
+
+const char *const watch_row[WATCH_N] = {
+	[WATCH_NONE] = "W1",
+	[WATCH_1MS] = "W1w1ms",
+	[WATCH_LOOP] = "W1wloop",
+};
+
+static const char *const watch_key[WATCH_N] = {
+	[WATCH_NONE] = "none",
+	[WATCH_1MS] = "1ms",
+	[WATCH_LOOP] = "loop",
+};
+
+#define WATCH_LOOP_MIN 0.2   /* target: W1wloop at least 0.2x W1 */
+#define WATCH_STALL_MS 50.0  /* target: no receive that long */
+
+/* One W1w row over its runs; n = 0 when a run failed or was n/a. */
+struct watch_stats {
+	int n;
+	double rate[3];
+	double cpu[3];
+	double ratio[3]; /* to row W1, run by run; n/a for W1 itself */
+	double calls[3];
+	double recv_ms[3];
+	bool has_ratio;
+};
+
+static void report_watch_stats(const struct row rows[WATCH_N], int m,
+                               struct watch_stats *ws)
+{
+	const struct row *rw = &rows[m], *b = &rows[WATCH_NONE];
+	double r[MAX_RUNS], c[MAX_RUNS], l[MAX_RUNS];
+	struct stats st, sb;
+	int i;
+
+	memset(ws, 0, sizeof(*ws));
+	report_row_stats(rw, &st);
+	if (st.n == 0)
+		return;
+	ws->n = st.n;
+	memcpy(ws->rate, st.rate, sizeof(ws->rate));
+	memcpy(ws->cpu, st.cpu, sizeof(ws->cpu));
+	for (i = 0; i < rw->nruns; i++) {
+		c[i] = (double)rw->s[i].stats_calls;
+		l[i] = rw->s[i].max_recv_ms;
+	}
+	report_stat3(c, rw->nruns, ws->calls);
+	report_stat3(l, rw->nruns, ws->recv_ms);
+	report_row_stats(b, &sb);
+	if (m == WATCH_NONE || sb.n == 0 || b->nruns != rw->nruns)
+		return;
+	for (i = 0; i < rw->nruns; i++)
+		r[i] = rw->s[i].rate / b->s[i].rate;
+	report_stat3(r, rw->nruns, ws->ratio);
+	ws->has_ratio = true;
+}
+
+/*
+ * The targets of W1w, judged on this sitting's numbers: met 1, missed 0,
+ * n/a -1 (a row failed or did not run).
+ */
+struct watch_targets {
+	int spread_met;     /* W1w1ms's median within W1's [min - max] */
+	double spread_val;  /* W1w1ms's median rate */
+	double spread_min;  /* W1's slowest run */
+	double spread_max;
+	int loop_met;       /* W1wloop's ratio >= WATCH_LOOP_MIN */
+	double loop_val;
+	int stall_met;      /* every row's longest receive < WATCH_STALL_MS */
+	double stall_val;
+	int stall_row;
+};
+
+static void report_watch_targets(const struct row rows[WATCH_N],
+                                 struct watch_targets *t)
+{
+	struct watch_stats s[WATCH_N];
+	int m;
+
+	memset(t, 0, sizeof(*t));
+	for (m = 0; m < WATCH_N; m++)
+		report_watch_stats(rows, m, &s[m]);
+	t->spread_met = t->loop_met = t->stall_met = -1;
+	if (s[WATCH_NONE].n > 0 && s[WATCH_1MS].n > 0) {
+		t->spread_val = s[WATCH_1MS].rate[0];
+		t->spread_min = s[WATCH_NONE].rate[1];
+		t->spread_max = s[WATCH_NONE].rate[2];
+		/* faster than W1's fastest run is within the spread too */
+		t->spread_met = t->spread_val >= t->spread_min;
+	}
+	if (s[WATCH_LOOP].has_ratio) {
+		t->loop_val = s[WATCH_LOOP].ratio[0];
+		t->loop_met = t->loop_val >= WATCH_LOOP_MIN;
+	}
+	for (m = 0; m < WATCH_N; m++) {
+		if (s[m].n == 0) {
+			t->stall_met = -1;
+			return;
+		}
+		if (m == 0 || s[m].recv_ms[2] > t->stall_val) {
+			t->stall_val = s[m].recv_ms[2];
+			t->stall_row = m;
+		}
+	}
+	t->stall_met = t->stall_val < WATCH_STALL_MS;
+}
+
+static const char *report_met(int met)
+{
+	return met > 0 ? "met" : met == 0 ? "missed" : "n/a";
+}
+
+void report_watch_table(const struct workload *w,
+                        const struct row rows[WATCH_N])
+{
+	struct watch_stats s;
+	struct watch_targets tg;
+	char a[32], b[80], c[40], ra[48], calls[24], recv[24];
+	const char *why;
+	int m, status;
+
+	printf("\n%s  %s, %u B payload, %" PRIu64 " messages, %d run%s "
+	       "(median [min - max])\n", w->id, w->title, w->size, w->n,
+	       rows[WATCH_NONE].nruns > 0 ? rows[WATCH_NONE].nruns : opt_runs,
+	       opt_runs == 1 ? "" : "s");
+	printf("    mproc queue; a 3rd process calls mproc_queue_stats: never "
+	       "(W1), every 1 ms (W1w1ms),\n    in a tight loop (W1wloop). "
+	       "Every row's consumer reads the clock once per receive;\n"
+	       "    longest recv: the longest gap between two returns of "
+	       "mproc_recv, worst run\n");
+	if (!w->has[T_QUEUE]) {
+		printf("    n/a (needs the queue: --transports queue)\n");
+		fflush(stdout);
+		return;
+	}
+	printf("    %-10s %-12s %-24s %-22s %-12s %-13s %s\n", "row", w->unit,
+	       "[min - max]", "ratio to W1", "stats calls", "longest recv",
+	       "CPU us/msg");
+	for (m = 0; m < WATCH_N; m++) {
+		why = report_row_failure(&rows[m], &status);
+		if (why != NULL) {
+			printf("    %-10s %s%s\n", watch_row[m],
+			       status < 0 ? "FAIL: " : "", why);
+			continue;
+		}
+		report_watch_stats(rows, m, &s);
+		if (s.n == 0)
+			continue;
+		snprintf(c, sizeof(c), "[%s",
+		         report_fmt_rate(a, sizeof(a), s.rate[1]));
+		snprintf(b, sizeof(b), "%s - %s]", c,
+		         report_fmt_rate(a, sizeof(a), s.rate[2]));
+		if (s.has_ratio)
+			snprintf(ra, sizeof(ra), "%.2fx [%.2f - %.2f]",
+			         s.ratio[0], s.ratio[1], s.ratio[2]);
+		else
+			snprintf(ra, sizeof(ra), "-");
+		if (m == WATCH_NONE)
+			snprintf(calls, sizeof(calls), "-");
+		else
+			snprintf(calls, sizeof(calls), "%.0f", s.calls[0]);
+		snprintf(recv, sizeof(recv), "%.3f ms", s.recv_ms[2]);
+		printf("    %-10s %-12s %-24s %-22s %-12s %-13s %.3f\n",
+		       watch_row[m], report_fmt_rate(a, sizeof(a), s.rate[0]),
+		       b, ra, calls, recv, s.cpu[0]);
+	}
+	report_watch_targets(rows, &tg);
+	printf("    target W1w1ms within W1's run-to-run spread: ");
+	if (tg.spread_met >= 0) {
+		printf("%s vs W1 ",
+		       report_fmt_rate(a, sizeof(a), tg.spread_val));
+		printf("[%s - ", report_fmt_rate(a, sizeof(a), tg.spread_min));
+		printf("%s]: ", report_fmt_rate(a, sizeof(a), tg.spread_max));
+	}
+	printf("%s\n", report_met(tg.spread_met));
+	printf("    target W1wloop >= %.1fx W1: ", WATCH_LOOP_MIN);
+	if (tg.loop_met >= 0)
+		printf("%.2fx: ", tg.loop_val);
+	printf("%s\n", report_met(tg.loop_met));
+	printf("    target no receive of %.0f ms or more: ", WATCH_STALL_MS);
+	if (tg.stall_met >= 0)
+		printf("longest %.3f ms (%s): ", tg.stall_val,
+		       watch_row[tg.stall_row]);
+	printf("%s\n", report_met(tg.stall_met));
+	fflush(stdout);
+}
+
+static void report_json_met(FILE *f, int met)
+{
+	fprintf(f, "%s", met > 0 ? "true" : met == 0 ? "false" : "null");
+}
+
+void report_json_watch(FILE *f, const struct workload *w,
+                       const struct row rows[WATCH_N], bool first)
+{
+	struct watch_stats s;
+	struct watch_targets tg;
+	int m, i, status;
+	const char *why;
+
+	fprintf(f, "%s\n    {\"id\": ", first ? "" : ",");
+	report_json_str(f, w->id);
+	fprintf(f, ", \"title\": ");
+	report_json_str(f, w->title);
+	fprintf(f,
+	        ", \"size\": %u, \"count\": %" PRIu64 ", \"unit\": ", w->size,
+	        w->n);
+	report_json_str(f, w->unit);
+	fprintf(f, ", \"producers\": %d, \"consumers\": %d, \"workers\": %d, "
+	        "\"directed\": %s, \"mq_depth\": %ld, \"window\": %d,\n"
+	        "     \"watch_sleep_ms\": 1, \"recv_timing\": \"one "
+	        "CLOCK_MONOTONIC read per receive in every row; max_recv_ms: "
+	        "the longest gap between two returns of mproc_recv\",\n"
+	        "     \"rows\": [", w->producers, w->consumers, w->workers,
+	        w->directed ? "true" : "false", w->mq_depth, w->window);
+	for (m = 0; m < WATCH_N && w->has[T_QUEUE]; m++) {
+		why = report_row_failure(&rows[m], &status);
+		fprintf(f, "%s\n       {\"row\": ", m ? "," : "");
+		report_json_str(f, watch_row[m]);
+		fprintf(f, ", \"watcher\": ");
+		report_json_str(f, watch_key[m]);
+		fprintf(f, ", \"transport\": ");
+		report_json_str(f, tname[T_QUEUE]);
+		fprintf(f, ", \"status\": \"%s\"", status == 0 ? "ok" :
+		        status > 0 ? "n/a" : "failed");
+		if (why != NULL) {
+			fprintf(f, ", \"why\": ");
+			report_json_str(f, why);
+			fprintf(f, "}");
+			continue;
+		}
+		report_watch_stats(rows, m, &s);
+		fprintf(f, ", ");
+		report_json_3(f, "rate", s.rate);
+		fprintf(f, ", ");
+		report_json_3(f, "cpu_us", s.cpu);
+		if (s.has_ratio) {
+			fprintf(f, ", ");
+			report_json_3(f, "ratio_to_w1", s.ratio);
+		}
+		if (m != WATCH_NONE) {
+			fprintf(f, ", ");
+			report_json_3(f, "stats_calls", s.calls);
+		}
+		fprintf(f, ", ");
+		report_json_3(f, "max_recv_ms", s.recv_ms);
+		fprintf(f, ", \"runs\": [");
+		for (i = 0; i < rows[m].nruns; i++) {
+			const struct sample *sp = &rows[m].s[i];
+
+			fprintf(f,
+			        "%s{\"rate\": %.6g, \"cpu_us\": %.6g, "
+			        "\"elapsed_s\": %.6g, \"max_recv_ms\": %.6g",
+			        i ? ", " : "", sp->rate, sp->cpu_us,
+			        sp->elapsed_s, sp->max_recv_ms);
+			if (m != WATCH_NONE)
+				fprintf(f, ", \"stats_calls\": %" PRIu64,
+				        sp->stats_calls);
+			fprintf(f, "}");
+		}
+		fprintf(f, "]}");
+	}
+	report_watch_targets(rows, &tg);
+	fprintf(f, "],\n     \"ratios\": [],\n     \"targets\": [\n"
+	        "       {\"target\": \"W1w1ms within the run-to-run spread "
+	        "of plain W1\", \"row\": \"W1w1ms\", \"value\": %.6g, "
+	        "\"w1_min\": %.6g, \"w1_max\": %.6g, \"met\": ",
+	        tg.spread_val, tg.spread_min, tg.spread_max);
+	report_json_met(f, tg.spread_met);
+	fprintf(f, "},\n       {\"target\": \"W1wloop at least %.1fx plain "
+	        "W1\", \"row\": \"W1wloop\", \"value\": %.6g, \"limit\": %.6g, "
+	        "\"met\": ", WATCH_LOOP_MIN, tg.loop_val, WATCH_LOOP_MIN);
+	report_json_met(f, tg.loop_met);
+	fprintf(f, "},\n       {\"target\": \"no single receive stalls for "
+	        "%.0f ms\", \"row\": ", WATCH_STALL_MS);
+	report_json_str(f, watch_row[tg.stall_row]);
+	fprintf(f, ", \"value\": %.6g, \"limit\": %.6g, \"met\": ",
+	        tg.stall_val, WATCH_STALL_MS);
+	report_json_met(f, tg.stall_met);
+	fprintf(f, "}]}");
+}

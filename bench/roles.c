@@ -63,11 +63,18 @@ void role_producer(const struct workload *w, const struct ep *out)
 			ep_send(out, MPROC_DIE, MPROC_ANYONE, NULL, 0);
 }
 
+/*
+ * role_consumer takes and checks the stream. In W1w it also times every
+ * receive with one clock read after each return: the gap since the
+ * previous return is the receive plus the previous message's check (tens
+ * of ns), an upper bound on the time spent in mproc_recv.
+ */
 void role_consumer(const struct workload *w, const struct ep *in)
 {
 	uint32_t P = (uint32_t)w->producers;
-	bool single = w->consumers == 1;
+	bool single = w->consumers == 1, timed = w->watched;
 	uint64_t last[MAX_WORKERS], count = 0, seq;
+	uint64_t t_last = timed ? now_ns() : 0, t, gap_max = 0;
 	uint32_t src, i;
 	struct rmsg m;
 
@@ -77,6 +84,12 @@ void role_consumer(const struct workload *w, const struct ep *in)
 		if (single && count == w->n)
 			break;
 		ep_recv(in, &m);
+		if (timed) {
+			t = now_ns();
+			if (t - t_last > gap_max)
+				gap_max = t - t_last;
+			t_last = t;
+		}
 		if (m.request == MPROC_DIE) {
 			if (single)
 				child_fail("DIE with a single consumer");
@@ -109,6 +122,45 @@ void role_consumer(const struct workload *w, const struct ep *in)
 		count++;
 	}
 	g_role.rep->count = count;
+	if (timed) {
+		g_role.rep->max_recv_ns = gap_max;
+		__atomic_add_fetch(&g_role.sh->consumers_done, 1,
+		                   __ATOMIC_RELEASE);
+	}
+}
+
+/*
+ * role_watcher (W1w) calls mproc_queue_stats on the stream's queue until
+ * every consumer is done: every millisecond (WATCH_1MS) or back to back
+ * (WATCH_LOOP); at least once. It checks what only grows does not shrink.
+ */
+void role_watcher(const struct workload *w, const struct ep *q)
+{
+	const struct timespec one_ms = { 0, 1000000 };
+	uint32_t C = (uint32_t)w->consumers;
+	uint64_t calls = 0, sent = 0, received = 0;
+	uint64_t most = w->n + C; /* the data and at most one DIE each */
+	mproc_stats st;
+	int r;
+
+	do {
+		r = mproc_queue_stats(q->c, &st);
+		if (r != 0)
+			child_fail_mproc("mproc_queue_stats", r);
+		calls++;
+		if (st.sent < sent || st.received < received ||
+		    st.sent > most || st.received > most)
+			child_fail("mproc_queue_stats: sent %" PRIu64
+			           " received %" PRIu64 " after %" PRIu64
+			           " and %" PRIu64 " (at most %" PRIu64 ")",
+			           st.sent, st.received, sent, received, most);
+		sent = st.sent;
+		received = st.received;
+		if (w->watch == WATCH_1MS)
+			nanosleep(&one_ms, NULL);
+	} while (__atomic_load_n(&g_role.sh->consumers_done,
+	                         __ATOMIC_ACQUIRE) < C);
+	g_role.rep->count = calls;
 }
 
 void role_pinger(const struct workload *w, const struct ep *out,

@@ -61,6 +61,14 @@ static int wl_add(struct workload *ws, int n, const char *id,
 	return n + 1;
 }
 
+/* W1's messages per run for a payload size. */
+static uint64_t wl_w1_count(uint32_t size)
+{
+	if (opt_quick)
+		return size <= 256 ? 20000 : 5000;
+	return size <= 256 ? 1000000 : size <= 8192 ? 200000 : 20000;
+}
+
 /*
  * wl_build fills ws with the selected workloads, in the order they run;
  * returns how many (at most MAX_WORKLOADS).
@@ -80,18 +88,20 @@ int wl_build(struct workload ws[MAX_WORKLOADS])
 		nsizes = 2;
 	}
 	for (i = 0; i < nsizes; i++) {
-		uint64_t n = sizes[i] <= 256    ? 1000000
-		             : sizes[i] <= 8192 ? 200000
-		                                : 20000;
-
-		if (opt_quick)
-			n = sizes[i] <= 256 ? 20000 : 5000;
 		nw = wl_add(ws, nw, "W1", "stream 1:1", K_STREAM,
-		            sizes[i], n);
+		            sizes[i], wl_w1_count(sizes[i]));
 		if (nw > 0 && strcmp(ws[nw - 1].id, "W1") == 0 &&
 		    ws[nw - 1].size == sizes[i]) {
 			ws[nw - 1].has[T_MPIPE] = ws[nw - 1].has[T_PIPE] = true;
 		}
+	}
+	/* W1w: W1's 64 B queue stream (the same count), and a watcher. */
+	nw = wl_add(ws, nw, "W1w", "stream 1:1 with a stats watcher",
+	            K_STREAM, sizes[0], wl_w1_count(sizes[0]));
+	if (nw > 0 && strcmp(ws[nw - 1].id, "W1w") == 0) {
+		ws[nw - 1].watched = true;
+		ws[nw - 1].has[T_MQ] = false;
+		ws[nw - 1].nmq = 0;
 	}
 	{
 		uint32_t s = opt_size ? opt_size : 64;
@@ -141,19 +151,19 @@ int wl_build(struct workload ws[MAX_WORKLOADS])
 int wl_check_only(const char *list)
 {
 	char buf[sizeof(opt_only)], *tok, *save = NULL;
-	static const char *const known[] = { "W1", "W2", "W3", "W4",
+	static const char *const known[] = { "W1", "W1w", "W2", "W3", "W4",
 		                             "W5", "W6", "W6d" };
-	int i;
+	int i, nk = (int)(sizeof(known) / sizeof(known[0]));
 
 	snprintf(buf, sizeof(buf), "%s", list);
 	for (tok = strtok_r(buf, ", ", &save); tok != NULL;
 	     tok = strtok_r(NULL, ", ", &save)) {
-		for (i = 0; i < 7 && strcasecmp(tok, known[i]) != 0; i++)
+		for (i = 0; i < nk && strcasecmp(tok, known[i]) != 0; i++)
 			;
-		if (i == 7) {
+		if (i == nk) {
 			fprintf(stderr,
 			        "mproc-bench: unknown workload %s "
-			        "(W1..W6, W6d)\n",
+			        "(W1, W1w, W2..W6, W6d)\n",
 			        tok);
 			return -1;
 		}
@@ -167,7 +177,9 @@ int wl_nroles(const struct workload *w, enum transport t)
 		return 1; /* the pool forks its own workers */
 	switch (w->kind) {
 	case K_STREAM:
-		return w->producers + w->consumers;
+		/* W1w: the watcher is the last role */
+		return w->producers + w->consumers +
+		       (w->watch != WATCH_NONE ? 1 : 0);
 	case K_PINGPONG:
 		return 2;
 	default:
