@@ -1,26 +1,35 @@
 /*
- * worker_pool - checksum every regular file under a directory in parallel
- * with an mproc pool: each task is one file path, each result the file's
- * size and checksum.
+ * worker_pool - SHA-256 of every regular file under a directory, computed
+ * in parallel by an mproc pool: each task is one file path, each result
+ * the file's size and digest.
  *
- *   worker_pool [-j N] [--chaos] [--verify] [-q] [DIR]     (DIR: /usr/include)
+ *   worker_pool [-j N] [--chaos] [--verify] [--list] [-q] [DIR]
+ *                                                   (DIR: /usr/include)
  *
- * Checksums (so any implementation can reproduce them):
- *   H(bytes)  = FNV-1a 64 (offset 0xcbf29ce484222325, prime 0x100000001b3)
- *   mix(x)    = the splitmix64 finalizer
- *   file(f)   = mix(H(relpath) ^ mix(H(content) + size))
- *   combined  = sum of file(f) mod 2^64 over the files read successfully
- * relpath is the path below DIR without a leading '/'. A sum does not care
- * about order, so the combined checksum is the same for any worker count
- * and any schedule.
+ * --list prints one line per file read, in sha256sum's format (names
+ * holding '\', newline or CR escaped as GNU coreutils 9 does), so
+ *   worker_pool --list DIR > sums && sha256sum -c sums
+ * checks every digest; the summary then goes to stderr.
  *
- * Symbolic links are not followed (a dangling one is skipped like any
- * other non-regular file). Files that cannot be read are reported and
- * counted, never fatal. A task whose worker died (--chaos) is submitted
+ * The combined checksum is SHA-256 over those lines ("<hex>  <path>\n",
+ * paths as walked: DIR as given, trailing '/' dropped) sorted bytewise,
+ * over the files read successfully. Either of these prints it:
+ *   worker_pool --list DIR | LC_ALL=C sort | sha256sum
+ *   find -H DIR -type f -exec sha256sum {} + | LC_ALL=C sort | sha256sum
+ * It does not depend on the worker count or the schedule; it does depend
+ * on how DIR is spelled (cd DIR && worker_pool . gives "./" paths).
+ *
+ * Symbolic links below DIR are not followed (a dangling one is skipped
+ * like any other non-regular file: FIFOs and devices are never opened);
+ * DIR itself may be a link to a directory. A file that cannot be read
+ * (permissions, vanished, read error) is reported on stderr and the others
+ * are still checksummed. A task whose worker died (--chaos) is submitted
  * again, up to MAX_RESUBMITS times.
  *
- * Exit status: 0, 1 when --verify finds a difference, 2 on a usage or pool
- * error.
+ * Exit status: 0 when every file was read; 1 when a file or directory
+ * could not be read, or --verify finds a difference (the results of the
+ * others are still printed); 2 when DIR is not a directory, on a usage or
+ * pool error, or when stdout cannot be written.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1 /* nftw, getopt_long */
@@ -40,6 +49,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "mproc.h"
 
 #define MAX_PATH_BYTES 8192
@@ -49,24 +60,30 @@
 #define PROGRESS_PLAIN_MS 1000
 #define RESULT_WAIT_MS 100
 #define MAX_PIDS 1024
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
+#define DIGEST_BYTES 32 /* SHA-256 */
+#define HEX_BYTES (2 * DIGEST_BYTES)
+
+/* File errors that are no errno value (errno values stay below 4096). */
+#define ERR_PENDING -1          /* no result yet */
+#define ERR_NOT_REGULAR 10001   /* became a FIFO, device, ... since the walk */
+#define ERR_DIGEST 10002        /* libcrypto failed */
+#define ERR_WORKER_DIED 10003   /* every worker that took it died */
+#define ERR_BAD_RESULT 10004    /* a result of the wrong size */
 
 /* A worker's answer for one file. */
 struct file_result {
-	int32_t err; /* 0 or an errno value */
+	int32_t err; /* 0, an errno value or an ERR_* */
 	uint32_t pad;
 	uint64_t size;
-	uint64_t hash; /* H(content) */
+	unsigned char digest[DIGEST_BYTES];
 };
 
 struct file {
-	char *path;
-	size_t rel;     /* offset of relpath in path */
-	int err;        /* -1: no result yet */
+	char *path;     /* as listed: DIR as given, then the path below it */
+	int err;        /* 0, an errno value or an ERR_* */
 	int resubmits;
 	uint64_t size;
-	uint64_t hash;
+	unsigned char digest[DIGEST_BYTES];
 };
 
 struct worker_count {
@@ -77,7 +94,7 @@ struct worker_count {
 struct options {
 	const char *root;
 	int jobs;
-	bool chaos, verify, quiet;
+	bool chaos, verify, list, quiet;
 };
 
 /* The run's state, in the parent. */
@@ -87,7 +104,8 @@ struct run {
 	bool tty;
 	double start, last_progress, elapsed;
 	size_t done, errors;
-	uint64_t bytes, combined, kills, resubmitted;
+	uint64_t bytes, kills, resubmitted;
+	char combined[HEX_BYTES + 1];
 	size_t *task_file, cap_task; /* task id -> file index */
 	size_t *retry, nretry;       /* files to submit again */
 	struct worker_count *wc;     /* tasks per worker pid */
@@ -101,32 +119,137 @@ struct run {
 static struct {
 	struct file *f;
 	size_t n, cap;
-	size_t root_len;
+	const char *root;   /* DIR as listed */
+	size_t walked_len;  /* strlen of the path nftw walks (DIR or DIR/.) */
 	uint64_t walk_errors;
+	bool nomem;
 } files;
 
-static uint64_t fnv1a64(const void *data, size_t n, uint64_t h)
-{
-	const unsigned char *p = data;
+/* Fetched once in the parent, so the forked workers share it. */
+static EVP_MD *sha256;
 
-	while (n-- > 0) {
-		h ^= *p++;
-		h *= FNV_PRIME;
+static const char *file_error(int err)
+{
+	switch (err) {
+	case ERR_NOT_REGULAR:
+		return "not a regular file any more";
+	case ERR_DIGEST:
+		return "SHA-256 failed (libcrypto)";
+	case ERR_WORKER_DIED:
+		return "worker died on it every time";
+	case ERR_BAD_RESULT:
+		return "bad result from the worker";
+	default:
+		return strerror(err);
 	}
-	return h;
 }
 
-static uint64_t mix64(uint64_t z)
+static void to_hex(const unsigned char *d, char *hex)
 {
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	static const char digits[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < DIGEST_BYTES; i++) {
+		hex[2 * i] = digits[d[i] >> 4];
+		hex[2 * i + 1] = digits[d[i] & 15];
+	}
+	hex[HEX_BYTES] = '\0';
 }
 
-static uint64_t file_value(const char *rel, uint64_t size, uint64_t hash)
+/*
+ * list_line returns sha256sum's line for path, without the newline, or
+ * NULL when out of memory. Like GNU coreutils 9: a name holding '\', LF
+ * or CR is written escaped and its line starts with '\'.
+ */
+static char *list_line(const char *path, const unsigned char *digest)
 {
-	return mix64(fnv1a64(rel, strlen(rel), FNV_OFFSET) ^
-	             mix64(hash + size));
+	bool esc = strpbrk(path, "\\\n\r") != NULL;
+	char *line, *p;
+
+	line = malloc(1 + HEX_BYTES + 2 + 2 * strlen(path) + 1);
+	if (line == NULL)
+		return NULL;
+	p = line;
+	if (esc)
+		*p++ = '\\';
+	to_hex(digest, p);
+	p += HEX_BYTES;
+	*p++ = ' ';
+	*p++ = ' ';
+	for (; *path != '\0'; path++) {
+		if (esc && (*path == '\\' || *path == '\n' || *path == '\r')) {
+			*p++ = '\\';
+			*p++ = *path == '\\' ? '\\' : *path == '\n' ? 'n' : 'r';
+		} else {
+			*p++ = *path;
+		}
+	}
+	*p = '\0';
+	return line;
+}
+
+static int list_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * combine sorts lines bytewise (as LC_ALL=C sort does: without their
+ * newlines) and writes the hex SHA-256 of them, each followed by '\n'.
+ * Returns 0, or -1 when libcrypto fails.
+ */
+static int combine(char **lines, size_t n, char *hex)
+{
+	unsigned char d[DIGEST_BYTES];
+	EVP_MD_CTX *ctx;
+	size_t i;
+	int ok;
+
+	qsort(lines, n, sizeof(*lines), list_cmp);
+	ctx = EVP_MD_CTX_new();
+	ok = ctx != NULL && EVP_DigestInit_ex2(ctx, sha256, NULL) == 1;
+	for (i = 0; ok && i < n; i++)
+		ok = EVP_DigestUpdate(ctx, lines[i], strlen(lines[i])) == 1 &&
+		     EVP_DigestUpdate(ctx, "\n", 1) == 1;
+	ok = ok && EVP_DigestFinal_ex(ctx, d, NULL) == 1;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return -1;
+	to_hex(d, hex);
+	return 0;
+}
+
+/* The --list lines of the files read, in walk order; NULL if no memory. */
+static char **ok_lines(const unsigned char (*digests)[DIGEST_BYTES],
+                       size_t *n)
+{
+	char **lines = malloc((files.n + 1) * sizeof(*lines));
+	size_t i;
+
+	*n = 0;
+	if (lines == NULL)
+		return NULL;
+	for (i = 0; i < files.n; i++) {
+		if (files.f[i].err != 0)
+			continue;
+		lines[*n] = list_line(files.f[i].path, digests != NULL ?
+		                      digests[i] : files.f[i].digest);
+		if (lines[*n] == NULL) {
+			while (*n > 0)
+				free(lines[--*n]);
+			free(lines);
+			return NULL;
+		}
+		(*n)++;
+	}
+	return lines;
+}
+
+static void free_lines(char **lines, size_t n)
+{
+	while (n > 0)
+		free(lines[--n]);
+	free(lines);
 }
 
 static double now_s(void)
@@ -137,26 +260,35 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* hash_file reads path and returns 0 or an errno value. */
-static int hash_file(const char *path, uint64_t *size, uint64_t *hash)
+/* hash_file reads path and returns 0, an errno value or an ERR_*. */
+static int hash_file(const char *path, uint64_t *size, unsigned char *digest)
 {
 	static unsigned char buf[READ_CHUNK];
-	uint64_t h = FNV_OFFSET, n = 0;
+	EVP_MD_CTX *ctx;
+	uint64_t n = 0;
 	struct stat st;
 	ssize_t r;
 	int fd, err = 0;
 
-	/* The path may have become a FIFO or a link since the walk. */
+	/* The path may have become a FIFO or a link since the walk:
+	 * O_NONBLOCK so that opening a FIFO cannot hang. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
 	                O_NONBLOCK);
 	if (fd < 0)
-		return errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		err = S_ISREG(st.st_mode) ? errno : EINVAL;
+		return errno == ELOOP ? ERR_NOT_REGULAR : errno;
+	if (fstat(fd, &st) < 0) {
+		err = errno;
 		close(fd);
 		return err;
 	}
-	for (;;) {
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return ERR_NOT_REGULAR;
+	}
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || EVP_DigestInit_ex2(ctx, sha256, NULL) != 1)
+		err = ERR_DIGEST;
+	while (err == 0) {
 		r = read(fd, buf, sizeof(buf));
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -166,12 +298,15 @@ static int hash_file(const char *path, uint64_t *size, uint64_t *hash)
 		}
 		if (r == 0)
 			break;
-		h = fnv1a64(buf, (size_t)r, h);
+		if (EVP_DigestUpdate(ctx, buf, (size_t)r) != 1)
+			err = ERR_DIGEST;
 		n += (uint64_t)r;
 	}
+	if (err == 0 && EVP_DigestFinal_ex(ctx, digest, NULL) != 1)
+		err = ERR_DIGEST;
+	EVP_MD_CTX_free(ctx);
 	close(fd);
 	*size = n;
-	*hash = h;
 	return err;
 }
 
@@ -186,7 +321,7 @@ static int hash_task(const mproc_msg *task, mproc_msg *result, void *arg)
 	if (task->size == 0 || path[task->size - 1] != '\0')
 		fr.err = EINVAL;
 	else
-		fr.err = hash_file(path, &fr.size, &fr.hash);
+		fr.err = hash_file(path, &fr.size, fr.digest);
 	memcpy(result->data, &fr, sizeof(fr));
 	result->size = sizeof(fr);
 	return fr.err;
@@ -194,58 +329,84 @@ static int hash_task(const mproc_msg *task, mproc_msg *result, void *arg)
 
 /* ---- the walk ----------------------------------------------------------- */
 
-static int walk_cb(const char *path, const struct stat *sb, int type,
+static int walk_cb(const char *walked, const struct stat *sb, int type,
                    struct FTW *ftw)
 {
+	const char *below = walked + files.walked_len;
+	size_t len = strlen(files.root) + strlen(below);
 	struct file *f;
+	char *path;
 
 	(void)ftw;
-	if (type == FTW_DNR || type == FTW_NS) {
+	/* Only stat() here: a FIFO or device is never opened. */
+	if (type != FTW_DNR && type != FTW_NS &&
+	    (type != FTW_F || !S_ISREG(sb->st_mode)))
+		return 0;
+	path = malloc(len + 1);
+	if (path == NULL) {
+		files.nomem = true;
+		return -1;
+	}
+	snprintf(path, len + 1, "%s%s", files.root, below);
+	if (type == FTW_DNR || type == FTW_NS || len + 1 > MAX_PATH_BYTES) {
 		fprintf(stderr, "worker_pool: %s: %s\n", path,
 		        type == FTW_DNR ? "directory not readable" :
-		                          "cannot stat");
+		        type == FTW_NS ? "cannot stat" : "path too long");
 		files.walk_errors++;
-		return 0;
-	}
-	if (type != FTW_F || !S_ISREG(sb->st_mode))
-		return 0;
-	if (strlen(path) + 1 > MAX_PATH_BYTES) {
-		fprintf(stderr, "worker_pool: %s: path too long\n", path);
-		files.walk_errors++;
+		free(path);
 		return 0;
 	}
 	if (files.n == files.cap) {
 		size_t cap = files.cap ? files.cap * 2 : 1024;
 
 		f = realloc(files.f, cap * sizeof(*f));
-		if (f == NULL)
+		if (f == NULL) {
+			free(path);
+			files.nomem = true;
 			return -1;
+		}
 		files.f = f;
 		files.cap = cap;
 	}
-	f = &files.f[files.n];
+	f = &files.f[files.n++];
 	memset(f, 0, sizeof(*f));
-	f->path = strdup(path);
-	if (f->path == NULL)
-		return -1;
-	f->rel = files.root_len;
-	while (f->path[f->rel] == '/')
-		f->rel++;
-	f->err = -1;
-	files.n++;
+	f->path = path;
+	f->err = ERR_PENDING;
 	return 0;
 }
 
-/* walk lists the regular files under root; root keeps no trailing '/'. */
+/*
+ * walk lists the regular files under root, which loses its trailing '/'.
+ * Returns 0, or -1 when root is no directory (said on stderr).
+ */
 static int walk(char *root)
 {
-	files.root_len = strlen(root);
-	while (files.root_len > 1 && root[files.root_len - 1] == '/')
-		root[--files.root_len] = '\0';
-	if (strcmp(root, "/") == 0)
-		files.root_len = 0;
-	if (nftw(root, walk_cb, 64, FTW_PHYS) != 0) {
+	char walked[MAX_PATH_BYTES + 3];
+	size_t len = strlen(root);
+	struct stat st;
+
+	while (len > 1 && root[len - 1] == '/')
+		root[--len] = '\0';
+	/* stat, not open: a FIFO named here must not block us. */
+	if (stat(root, &st) < 0) {
 		fprintf(stderr, "worker_pool: %s: %s\n", root, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "worker_pool: %s: not a directory\n", root);
+		return -1;
+	}
+	/* nftw does not enter a symlink it starts from (FTW_PHYS); "link/."
+	 * it does, and walk_cb lists "link/x" for "link/./x". */
+	if (lstat(root, &st) == 0 && S_ISLNK(st.st_mode))
+		snprintf(walked, sizeof(walked), "%s/.", root);
+	else
+		snprintf(walked, sizeof(walked), "%s", root);
+	files.root = root;
+	files.walked_len = strlen(walked);
+	if (nftw(walked, walk_cb, 64, FTW_PHYS) != 0) {
+		fprintf(stderr, "worker_pool: %s: %s\n", root,
+		        files.nomem ? "out of memory" : strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -390,13 +551,13 @@ static int collect(struct run *r)
 			r->resubmitted++;
 			return 0;
 		}
-		f->err = ECHILD;
+		f->err = ERR_WORKER_DIED;
 	} else if (res.size != sizeof(fr)) {
-		f->err = EPROTO;
+		f->err = ERR_BAD_RESULT;
 	} else {
 		f->err = fr.err;
 		f->size = fr.size;
-		f->hash = fr.hash;
+		memcpy(f->digest, fr.digest, sizeof(f->digest));
 	}
 	if (count_task(r, res.worker) < 0)
 		return -1;
@@ -406,11 +567,9 @@ static int collect(struct run *r)
 		if (r->tty && !r->opt.quiet)
 			fputs("\r\033[K", stderr);
 		fprintf(stderr, "worker_pool: %s: %s\n", f->path,
-		        f->err == ECHILD ? "worker died on it every time" :
-		                           strerror(f->err));
+		        file_error(f->err));
 	} else {
 		r->bytes += f->size;
-		r->combined += file_value(f->path + f->rel, f->size, f->hash);
 	}
 	return 1;
 }
@@ -466,74 +625,107 @@ static int run_pool(struct run *r)
 	return 0;
 }
 
-static void summary(const struct run *r)
+static void summary(const struct run *r, FILE *out)
 {
 	double el = r->elapsed > 0 ? r->elapsed : 1e-9;
 	size_t i;
 
-	printf("worker_pool: %s\n", r->opt.root);
-	printf("  files        %zu (%zu errors", files.n, r->errors);
+	fprintf(out, "worker_pool: %s\n", r->opt.root);
+	fprintf(out, "  files        %zu (%zu errors", files.n, r->errors);
 	if (files.walk_errors > 0)
-		printf(", %" PRIu64 " not walked", files.walk_errors);
-	printf(")\n");
-	printf("  bytes        %" PRIu64 " (%.1f MB)\n", r->bytes,
-	       (double)r->bytes / 1e6);
-	printf("  elapsed      %.3f s\n", r->elapsed);
-	printf("  throughput   %.1f MB/s, %.0f files/s\n",
-	       (double)r->bytes / 1e6 / el, (double)files.n / el);
-	printf("  workers      %d started, %zu ran tasks:", r->started, r->nwc);
+		fprintf(out, ", %" PRIu64 " not walked", files.walk_errors);
+	fprintf(out, ")\n");
+	fprintf(out, "  bytes        %" PRIu64 " (%.1f MB)\n", r->bytes,
+	        (double)r->bytes / 1e6);
+	fprintf(out, "  elapsed      %.3f s\n", r->elapsed);
+	fprintf(out, "  throughput   %.1f MB/s, %.0f files/s\n",
+	        (double)r->bytes / 1e6 / el, (double)files.n / el);
+	fprintf(out, "  workers      %d started, %zu ran tasks", r->started,
+	        r->nwc);
 	for (i = 0; i < r->nwc && i < 16; i++)
-		printf(" %" PRIu64, r->wc[i].tasks);
-	printf("%s tasks\n", r->nwc > 16 ? " ..." : "");
-	printf("  redelivered  %" PRIu64 " (resubmitted %" PRIu64 ")\n",
-	       r->counts.redelivered, r->resubmitted);
-	printf("  restarts     %" PRIu64, r->counts.restarts);
+		fprintf(out, "%s%" PRIu64, i == 0 ? ": " : " ", r->wc[i].tasks);
+	fprintf(out, "%s\n", r->nwc > 16 ? " ... tasks" :
+	                     r->nwc > 0 ? " tasks" : "");
+	fprintf(out, "  redelivered  %" PRIu64 " (resubmitted %" PRIu64 ")\n",
+	        r->counts.redelivered, r->resubmitted);
+	fprintf(out, "  restarts     %" PRIu64, r->counts.restarts);
 	if (r->opt.chaos)
-		printf(" (chaos killed %" PRIu64 ")", r->kills);
-	printf("\n  stop         %d DIE, %d TERM, %d KILL, %d crashed\n",
-	       r->how[MPROC_EXIT_DIE], r->how[MPROC_EXIT_TERM],
-	       r->how[MPROC_EXIT_KILL], r->how[MPROC_EXIT_CRASHED]);
-	printf("  checksum     %016" PRIx64 "\n", r->combined);
+		fprintf(out, " (chaos killed %" PRIu64 ")", r->kills);
+	fprintf(out, "\n  stop         %d DIE, %d TERM, %d KILL, %d crashed\n",
+	        r->how[MPROC_EXIT_DIE], r->how[MPROC_EXIT_TERM],
+	        r->how[MPROC_EXIT_KILL], r->how[MPROC_EXIT_CRASHED]);
+	fprintf(out, "  checksum     %s\n", r->combined);
 }
 
-/* Recompute every file in this process and compare. */
-static int verify(const struct run *r)
+/* Recompute every file in this process and compare: 0 if all agree, -1
+ * if not (or out of memory). */
+static int verify(const struct run *r, FILE *out)
 {
-	uint64_t serial = 0, size = 0, hash = 0;
-	size_t i, diff = 0;
+	unsigned char (*digests)[DIGEST_BYTES];
+	char serial[HEX_BYTES + 1] = "", **lines = NULL;
+	size_t i, n = 0, diff = 0;
 	double t0 = now_s();
 	const struct file *f;
+	uint64_t size;
 	int err;
 
+	digests = calloc(files.n + 1, sizeof(*digests));
+	if (digests == NULL) {
+		fprintf(stderr, "worker_pool: verify: out of memory\n");
+		return -1;
+	}
 	for (i = 0; i < files.n; i++) {
 		f = &files.f[i];
-		err = hash_file(f->path, &size, &hash);
+		size = 0;
+		err = hash_file(f->path, &size, digests[i]);
 		if (err != f->err ||
-		    (err == 0 && (size != f->size || hash != f->hash))) {
+		    (err == 0 && (size != f->size ||
+		                  memcmp(digests[i], f->digest,
+		                         DIGEST_BYTES) != 0))) {
 			fprintf(stderr, "worker_pool: verify: %s differs\n",
 			        f->path);
 			diff++;
 		}
-		if (err == 0)
-			serial += file_value(f->path + f->rel, size, hash);
 	}
-	printf("  serial       %016" PRIx64 " in %.3f s: %s\n", serial,
-	       now_s() - t0,
-	       diff == 0 && serial == r->combined ? "verify ok" :
-	                                            "VERIFY FAILED");
-	return diff == 0 && serial == r->combined ? 0 : -1;
+	/* Files whose error differs count above; the serial sum takes the
+	 * pool's set of files so that it checks the digests only. */
+	lines = ok_lines((const unsigned char (*)[DIGEST_BYTES])digests, &n);
+	if (lines == NULL || combine(lines, n, serial) < 0)
+		diff++;
+	free_lines(lines, n);
+	free(digests);
+	fprintf(out, "  serial       %s in %.3f s: %s\n",
+	        serial[0] != '\0' ? serial : "(failed)", now_s() - t0,
+	        diff == 0 && strcmp(serial, r->combined) == 0 ?
+	                "verify ok" : "VERIFY FAILED");
+	return diff == 0 && strcmp(serial, r->combined) == 0 ? 0 : -1;
 }
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: worker_pool [-j N] [--chaos] [--verify] [-q] [DIR]\n"
-	        "  checksum every regular file under DIR "
-	        "(default /usr/include)\n"
+	        "usage: worker_pool [-j N] [--chaos] [--verify] [--list] [-q] "
+	        "[DIR]\n"
+	        "  SHA-256 of every regular file under DIR "
+	        "(default /usr/include), in parallel\n"
 	        "  -j, --jobs N   workers (default: online CPUs)\n"
 	        "  --chaos        SIGKILL a random worker every so often\n"
 	        "  --verify       recompute serially and compare\n"
-	        "  -q, --quiet    no progress line\n");
+	        "  -l, --list     print sha256sum's line for each file on "
+	        "stdout,\n"
+	        "                 the summary on stderr\n"
+	        "  -q, --quiet    no progress line\n"
+	        "The checksum at the end is SHA-256 over the --list lines "
+	        "sorted bytewise:\n"
+	        "  worker_pool --list DIR | LC_ALL=C sort | sha256sum\n"
+	        "  find -H DIR -type f -exec sha256sum {} + | LC_ALL=C sort "
+	        "| sha256sum\n"
+	        "  (paths as given: DIR without its trailing '/')\n"
+	        "Exit status: 0 all files read; 1 some file or directory "
+	        "could not be read\n"
+	        "(the others are still reported) or --verify differs; "
+	        "2 DIR is no directory,\n"
+	        "bad usage, pool error or stdout not written.\n");
 }
 
 /* Returns 0, or the exit status for a bad command line (or help). */
@@ -543,6 +735,7 @@ static int parse(int argc, char **argv, struct options *o, int *status)
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "chaos", no_argument, NULL, 'c' },
 		{ "verify", no_argument, NULL, 'v' },
+		{ "list", no_argument, NULL, 'l' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -551,7 +744,7 @@ static int parse(int argc, char **argv, struct options *o, int *status)
 	int c;
 
 	o->root = "/usr/include";
-	while ((c = getopt_long(argc, argv, "j:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "j:lqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			o->jobs = (int)strtol(optarg, &end, 10);
@@ -567,6 +760,9 @@ static int parse(int argc, char **argv, struct options *o, int *status)
 			break;
 		case 'v':
 			o->verify = true;
+			break;
+		case 'l':
+			o->list = true;
 			break;
 		case 'q':
 			o->quiet = true;
@@ -593,32 +789,69 @@ static int parse(int argc, char **argv, struct options *o, int *status)
 
 int main(int argc, char **argv)
 {
-	char root[MAX_PATH_BYTES];
+	char root[MAX_PATH_BYTES], **lines = NULL;
 	struct run run;
 	int status = 0;
-	size_t i;
+	size_t i, n = 0;
+	FILE *out;
 
 	memset(&run, 0, sizeof(run));
 	if (parse(argc, argv, &run.opt, &status) < 0)
 		return status;
+	if (strlen(run.opt.root) >= sizeof(root)) {
+		fprintf(stderr, "worker_pool: %s: path too long\n",
+		        run.opt.root);
+		return 2;
+	}
 	snprintf(root, sizeof(root), "%s", run.opt.root);
 	if (walk(root) < 0)
 		return 2;
 	run.opt.root = root;
+	/* Before the pool forks, so the workers need not fetch it. */
+	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (sha256 == NULL) {
+		fprintf(stderr, "worker_pool: libcrypto has no SHA-256\n");
+		return 2;
+	}
 	if (run_pool(&run) < 0) {
 		if (run.pool != NULL)
 			mproc_pool_free(run.pool);
 		return 2;
 	}
-	summary(&run);
-	if (run.opt.verify && verify(&run) < 0)
+	lines = ok_lines(NULL, &n);
+	if (lines == NULL) {
+		fprintf(stderr, "worker_pool: out of memory\n");
+		return 2;
+	}
+	/* --list: stdout holds sha256sum's lines only. */
+	out = run.opt.list ? stderr : stdout;
+	for (i = 0; run.opt.list && i < n; i++)
+		printf("%s\n", lines[i]);
+	if (combine(lines, n, run.combined) < 0) {
+		fprintf(stderr, "worker_pool: SHA-256 failed (libcrypto)\n");
+		return 2;
+	}
+	summary(&run, out);
+	if (run.opt.verify && verify(&run, out) < 0)
 		status = 1;
+	if (run.errors > 0 || files.walk_errors > 0) {
+		fprintf(stderr, "worker_pool: %zu of %zu files not read%s\n",
+		        run.errors, files.n, files.walk_errors > 0 ?
+		        ", some of the tree not walked" : "");
+		status = 1;
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "worker_pool: stdout: %s\n", strerror(errno));
+		status = 2;
+	}
 
+	free_lines(lines, n);
 	for (i = 0; i < files.n; i++)
 		free(files.f[i].path);
 	free(files.f);
 	free(run.task_file);
 	free(run.retry);
 	free(run.wc);
+	EVP_MD_free(sha256);
 	return status;
 }

@@ -2,7 +2,7 @@
  * errors.c - the error table behind mproc_strerror and mproc_err_name.
  *
  * One X-macro table holds the codes whose meaning mproc states in its own
- * words (DESIGN.md, "Errors and waiting"); every other errno gets the
+ * words (the codes include/mproc.h documents); every other errno gets the
  * system's text and symbol, so a code the library passes through (EBADF,
  * ECHILD, EMFILE, a failed fork's EAGAIN...) is never "unknown".
  */

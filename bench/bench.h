@@ -1,0 +1,301 @@
+/*
+ * mproc-bench - the workloads of DESIGN.md through mproc's queue and pipe,
+ * against a raw pipe(2) and a POSIX message queue, in one process tree.
+ *
+ *   W1  stream 1:1 (64 B and 4 KiB payloads, or --size)
+ *   W1w W1's 64 B queue stream with a third process calling
+ *       mproc_queue_stats on the queue: never (row W1), every 1 ms
+ *       (W1w1ms), in a tight loop (W1wloop); the consumer times every
+ *       receive, in all three rows alike
+ *   W2  fan-out 1:N          W3  fan-in N:1          W4  N:N
+ *   W5  ping-pong round trip (median and p99)
+ *   W6  task pool: DO to N workers, FINISHED back, DIE at the end
+ *   W6d the same with every task addressed to one worker (mproc_for_me)
+ *   (W6 also has a "mproc pool" row: the same tasks through mproc_pool_*)
+ *
+ * Every run forks its processes ("roles") from this one coordinator, which
+ * only opens the channels, forks, starts the roles together (a "go" pipe
+ * closed at t0) and reaps them. Every message carries a sequence number,
+ * the sending role's index and a checksum of its payload; every receiver
+ * checks them, the sender pid, the request code and the size, and the
+ * coordinator checks the totals (each message delivered exactly once). A
+ * wrong answer prints FAIL and the bench exits 1.
+ *
+ * Time: CLOCK_MONOTONIC from the go signal to the last role's end.
+ * CPU: getrusage(RUSAGE_SELF) + getrusage(RUSAGE_CHILDREN) over the run,
+ * divided by the messages (W5: round trips; W6: tasks).
+ *
+ * Baselines, written the way a careful user would: a raw pipe sends one
+ * write(2) per message (a 16-byte envelope: request, sender, recipient,
+ * size, then the payload) and reads with a 64 KiB buffer; a POSIX mq sends
+ * one mq_send per message with the same envelope, at the deepest queue the
+ * system allows (printed).
+ *
+ * The files, in the order a run uses them:
+ *   main.c       options, the header lines, the run loop, the JSON file
+ *   workloads.c  which workloads exist and their shape (roles, channels)
+ *   mq_limits.c  the POSIX mq depth and the sysctls raised for it
+ *   coord.c      the coordinator: one run (fork, go, reap, totals)
+ *   channels.c   opening and closing one run's channels
+ *   child.c      a forked role: its setup, the go, its end or failure
+ *   roles.c      what each role does (producer, consumer, ... pool)
+ *   endpoint.c   one side of one channel: send and receive a message
+ *   payload.c    the payload: seq, src, checksum over a seq-dependent body
+ *   report.c     the tables and the JSON of one workload
+ */
+#ifndef MPROC_BENCH_H
+#define MPROC_BENCH_H
+
+#include <mqueue.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "mproc.h"
+
+#define OP_TIMEOUT_MS 10000   /* every mproc call: a bug fails, never hangs */
+#define MAX_WORKERS 64
+#define MAX_ROLES (2 * MAX_WORKERS + 1)
+#define MAX_CH (MAX_WORKERS + 1)
+#define MAX_RUNS 99
+#define MAX_WORKLOADS 16
+#define ENV_SIZE 16           /* raw envelope: request, sender, to, size */
+#define PL_HDR 16             /* payload: seq (8), src (4), check (4) */
+#define MIN_SIZE PL_HDR
+#define MAX_SIZE (1u << 20)
+#define RESULT_SIZE PL_HDR    /* W6 results: seq, worker, check */
+#define POOL_WINDOW 256       /* W6: tasks in flight at most */
+#define NONE UINT64_MAX
+
+#define MQ_MSG_MAX "/proc/sys/fs/mqueue/msg_max"
+#define MQ_MSGSIZE_MAX "/proc/sys/fs/mqueue/msgsize_max"
+
+/* mproc's rows first (T_QUEUE..T_POOL), then the baselines (T_PIPE..T_MQ). */
+enum transport { T_QUEUE, T_MPIPE, T_POOL, T_PIPE, T_MQ, T_NTRANS };
+
+extern const char *const tname[T_NTRANS];
+
+enum wkind { K_STREAM, K_PINGPONG, K_POOL };
+
+/* W1w: what the watcher process does in a run (the rows of W1w). */
+enum watch { WATCH_NONE, WATCH_1MS, WATCH_LOOP, WATCH_N };
+
+extern const char *const watch_row[WATCH_N]; /* "W1", "W1w1ms", "W1wloop" */
+
+struct workload {
+	char id[8];         /* "W1" */
+	char title[64];
+	enum wkind kind;
+	int producers;      /* K_STREAM */
+	int consumers;      /* K_STREAM */
+	int workers;        /* K_POOL */
+	bool directed;      /* W6d */
+	uint32_t size;      /* payload bytes */
+	uint64_t n;         /* messages, round trips or tasks */
+	uint64_t warm;      /* W5: round trips before the measured ones */
+	const char *unit;   /* "msgs/s", ... */
+	bool has[T_NTRANS];
+	int nmq;            /* POSIX mqs per run */
+	long mq_depth;      /* chosen before the runs; <= 0: unavailable */
+	char mq_why[128];
+	int window;         /* W6: tasks in flight */
+	bool watched;       /* W1w: queue only, one row per watch mode */
+	enum watch watch;   /* W1w: this run's watcher */
+};
+
+/* One role's report, written by the child into the shared area. */
+struct role_report {
+	uint64_t t_start_ns;
+	uint64_t t_end_ns;
+	uint64_t t_fail_ns;
+	uint64_t count;
+	double rtt_med_us;
+	double rtt_p99_us;
+	uint64_t max_recv_ns; /* W1w consumers: the longest receive */
+	int32_t ok;
+	char err[244];
+};
+
+/* Shared by the coordinator and the roles of one run (MAP_SHARED). */
+struct shared {
+	pid_t pids[MAX_ROLES];
+	uint32_t producers_done;
+	uint32_t consumers_done; /* W1w: the watcher stops when all are */
+	struct role_report r[MAX_ROLES];
+	unsigned char seen[]; /* K_STREAM with several consumers: seq -> 1 */
+};
+
+/* The coordinator's handles for one run; children inherit them. */
+struct chans {
+	enum transport t;
+	int n;
+	mproc_conn *c[MAX_CH][2]; /* queue in [0]; mproc pipe ends A, B */
+	int fd[MAX_CH][2];        /* raw pipe: [0] read, [1] write */
+	mqd_t mq[MAX_CH];
+};
+
+/* One side of one channel, in a role. */
+struct ep {
+	enum transport t;
+	mproc_conn *c;
+	int fd;
+	mqd_t mq;
+	bool directed; /* queue receive with mproc_for_me */
+};
+
+/* A received message; data points into the role's buffers. */
+struct rmsg {
+	int32_t request;
+	pid_t sender;
+	pid_t recipient;
+	uint32_t size;
+	const unsigned char *data;
+};
+
+/* The raw transports' envelope. */
+struct envelope {
+	int32_t request;
+	int32_t sender;
+	int32_t recipient;
+	uint32_t size;
+};
+
+struct sample {
+	int status; /* 0 ok, 1 n/a, -1 failed */
+	double rate;
+	double cpu_us;
+	double elapsed_s;
+	double rtt_med_us;
+	double rtt_p99_us;
+	double max_recv_ms;   /* W1w */
+	uint64_t stats_calls; /* W1w: the watcher's mproc_queue_stats calls */
+	char why[300];
+};
+
+struct row {
+	struct sample s[MAX_RUNS];
+	int nruns;
+};
+
+/* Options (main.c). */
+extern int opt_workers;
+extern uint32_t opt_size;
+extern bool opt_quick;
+extern const char *opt_json;
+extern int opt_runs;
+extern uint64_t opt_messages;
+extern bool opt_no_raise;
+extern char opt_only[256];
+extern int opt_window;
+extern unsigned opt_transports;
+
+/* Per-process state of a role (child.c; sh is set by the coordinator). */
+struct role_state {
+	struct shared *sh;
+	struct role_report *rep;
+	int role;
+	pid_t pid;
+	uint32_t maxpay;
+	size_t mq_msgsize;
+	unsigned char *sbuf; /* ENV_SIZE + maxpay: the frame being sent */
+	unsigned char *rbuf; /* ENV_SIZE + maxpay: mproc payload / mq frame */
+	unsigned char *pbuf; /* raw pipe read buffer */
+	size_t pcap, phead, ptail;
+};
+
+extern struct role_state g_role;
+extern sigset_t g_oldmask; /* main.c: the mask the roles restore */
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL) {
+		fprintf(stderr, "mproc-bench: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+/* workloads.c */
+int wl_build(struct workload ws[MAX_WORKLOADS]);
+int wl_check_only(const char *list);
+int wl_nroles(const struct workload *w, enum transport t);
+int wl_nchans(const struct workload *w, enum transport t);
+uint32_t wl_maxpay(const struct workload *w);
+
+/* mq_limits.c */
+long mq_limits_read(const char *path);
+void mq_limits_restore(void);
+void mq_limits_on_signal(int sig);
+void mq_limits_pick_depth(struct workload *w);
+
+/* coord.c */
+void coord_run_once(const struct workload *w, enum transport t,
+                    struct sample *s);
+
+/* channels.c */
+int chans_mq_open(mqd_t *q, long depth, long msgsize);
+int chans_open(const struct workload *w, enum transport t, struct chans *ch,
+               char *why, size_t whylen);
+void chans_close(struct chans *ch);
+void chans_keep(struct chans *ch, const struct ep *eps, int n);
+
+/* child.c */
+void child_main(const struct workload *w, struct chans *ch, int role,
+                int go_r, int go_w) __attribute__((noreturn));
+void child_fail(const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 1, 2)));
+void child_fail_mproc(const char *call, int r) __attribute__((noreturn));
+
+/* roles.c */
+void role_producer(const struct workload *w, const struct ep *out);
+void role_consumer(const struct workload *w, const struct ep *in);
+void role_pinger(const struct workload *w, const struct ep *out,
+                 const struct ep *in);
+void role_ponger(const struct workload *w, const struct ep *out,
+                 const struct ep *in);
+void role_dispatcher(const struct workload *w, const struct ep *task,
+                     int ntask, const struct ep *res);
+void role_worker(const struct workload *w, const struct ep *task,
+                 const struct ep *res);
+void role_watcher(const struct workload *w, const struct ep *q);
+mproc_pool *role_pool_open(const struct workload *w);
+void role_pool(const struct workload *w, mproc_pool *pool);
+
+/* endpoint.c */
+struct ep ep_of(const struct chans *ch, int i, bool send, int end);
+void ep_send(const struct ep *e, int32_t request, pid_t to,
+             const unsigned char *data, uint32_t size);
+void ep_recv(const struct ep *e, struct rmsg *m);
+void ep_close(struct ep *e);
+
+/* payload.c */
+void payload_fill(unsigned char *p, uint32_t size, uint64_t seq, uint32_t src);
+int payload_verify(const unsigned char *p, uint32_t size, uint64_t *seq,
+                   uint32_t *src);
+
+/* report.c */
+const char *report_row_failure(const struct row *rw, int *status);
+void report_table(const struct workload *w, const struct row *rows);
+void report_json_str(FILE *f, const char *s);
+void report_json_workload(FILE *f, const struct workload *w,
+                          const struct row *rows, bool first);
+void report_watch_table(const struct workload *w,
+                        const struct row rows[WATCH_N]);
+void report_json_watch(FILE *f, const struct workload *w,
+                       const struct row rows[WATCH_N], bool first);
+
+#endif

@@ -1,0 +1,199 @@
+/*
+ * endpoint.c - one side of one channel, in a role: which handle it is,
+ * sending one message and receiving one, the same way over every
+ * transport (mproc's queue and pipe, a raw pipe, a POSIX mq).
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+/* The channel handle a role uses: ch index i, for sending or receiving. */
+struct ep ep_of(const struct chans *ch, int i, bool send, int end)
+{
+	struct ep e;
+
+	memset(&e, 0, sizeof(e));
+	e.t = ch->t;
+	e.fd = -1;
+	e.mq = (mqd_t)-1;
+	switch (ch->t) {
+	case T_QUEUE:
+		e.c = ch->c[i][0];
+		break;
+	case T_MPIPE:
+		e.c = ch->c[i][end];
+		break;
+	case T_PIPE:
+		e.fd = ch->fd[i][send ? 1 : 0];
+		break;
+	default:
+		e.mq = ch->mq[i];
+		break;
+	}
+	return e;
+}
+
+static void ep_write_full(int fd, const unsigned char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			child_fail("write: %s", strerror(errno));
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/*
+ * ep_send sends one message. A producer builds its payload at
+ * g_role.sbuf + ENV_SIZE so the raw transports send it without a copy.
+ */
+void ep_send(const struct ep *e, int32_t request, pid_t to,
+             const unsigned char *data, uint32_t size)
+{
+	struct envelope v;
+	mproc_msg m;
+	int r;
+
+	switch (e->t) {
+	case T_QUEUE:
+	case T_MPIPE:
+		memset(&m, 0, sizeof(m));
+		m.request = request;
+		m.recipient = to;
+		m.size = size;
+		m.data = (void *)data;
+		r = mproc_send_msg(e->c, &m, OP_TIMEOUT_MS);
+		if (r != 0)
+			child_fail_mproc("mproc_send_msg", r);
+		return;
+	case T_PIPE:
+	case T_MQ:
+		break;
+	default:
+		child_fail("bad transport");
+	}
+	if (size > 0 && data != g_role.sbuf + ENV_SIZE)
+		memcpy(g_role.sbuf + ENV_SIZE, data, size);
+	v.request = request;
+	v.sender = g_role.pid;
+	v.recipient = to;
+	v.size = size;
+	memcpy(g_role.sbuf, &v, ENV_SIZE);
+	if (e->t == T_PIPE) {
+		ep_write_full(e->fd, g_role.sbuf, ENV_SIZE + size);
+		return;
+	}
+	while (mq_send(e->mq, (const char *)g_role.sbuf, ENV_SIZE + size,
+	               0) != 0)
+		if (errno != EINTR)
+			child_fail("mq_send: %s", strerror(errno));
+}
+
+static void ep_pipe_recv(const struct ep *e, struct rmsg *m)
+{
+	struct envelope v;
+
+	for (;;) {
+		size_t avail = g_role.ptail - g_role.phead, need = ENV_SIZE;
+		ssize_t n;
+
+		if (avail >= ENV_SIZE) {
+			memcpy(&v, g_role.pbuf + g_role.phead, ENV_SIZE);
+			if (v.size > g_role.maxpay)
+				child_fail("raw pipe: frame of %u bytes "
+				           "(max %u)", v.size, g_role.maxpay);
+			need = ENV_SIZE + v.size;
+			if (avail >= need) {
+				m->request = v.request;
+				m->sender = v.sender;
+				m->recipient = v.recipient;
+				m->size = v.size;
+				m->data = g_role.pbuf + g_role.phead + ENV_SIZE;
+				g_role.phead += need;
+				return;
+			}
+		}
+		if (avail == 0) {
+			g_role.phead = g_role.ptail = 0;
+		} else if (g_role.pcap - g_role.phead < need) {
+			memmove(g_role.pbuf, g_role.pbuf + g_role.phead, avail);
+			g_role.phead = 0;
+			g_role.ptail = avail;
+		}
+		n = read(e->fd, g_role.pbuf + g_role.ptail,
+		         g_role.pcap - g_role.ptail);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			child_fail("read: %s", strerror(errno));
+		}
+		if (n == 0)
+			child_fail("raw pipe: end of file (peer gone early)");
+		g_role.ptail += (size_t)n;
+	}
+}
+
+void ep_recv(const struct ep *e, struct rmsg *m)
+{
+	struct envelope v;
+	mproc_msg mm;
+	ssize_t n;
+	int r;
+
+	switch (e->t) {
+	case T_QUEUE:
+	case T_MPIPE:
+		memset(&mm, 0, sizeof(mm));
+		mm.data = g_role.rbuf;
+		mm.capacity = g_role.maxpay;
+		r = mproc_recv(e->c, &mm, e->directed ? mproc_for_me : NULL,
+		               NULL, OP_TIMEOUT_MS);
+		if (r != 0)
+			child_fail_mproc("mproc_recv", r);
+		m->request = mm.request;
+		m->sender = mm.sender;
+		m->recipient = mm.recipient;
+		m->size = mm.size;
+		m->data = g_role.rbuf;
+		return;
+	case T_PIPE:
+		ep_pipe_recv(e, m);
+		return;
+	case T_MQ:
+		while ((n = mq_receive(e->mq, (char *)g_role.rbuf,
+		                       g_role.mq_msgsize, NULL)) < 0)
+			if (errno != EINTR)
+				child_fail("mq_receive: %s", strerror(errno));
+		if ((size_t)n < ENV_SIZE)
+			child_fail("mq: short message (%zd bytes)", n);
+		memcpy(&v, g_role.rbuf, ENV_SIZE);
+		if ((size_t)n != ENV_SIZE + v.size)
+			child_fail("mq: %zd bytes for a %u-byte payload", n,
+			           v.size);
+		m->request = v.request;
+		m->sender = v.sender;
+		m->recipient = v.recipient;
+		m->size = v.size;
+		m->data = g_role.rbuf + ENV_SIZE;
+		return;
+	default:
+		child_fail("bad transport");
+	}
+}
+
+void ep_close(struct ep *e)
+{
+	if (e->c != NULL)
+		mproc_close(e->c);
+	if (e->fd >= 0)
+		close(e->fd);
+	if (e->mq != (mqd_t)-1)
+		mq_close(e->mq);
+}
