@@ -6,13 +6,11 @@
 #include <stdint.h>
 
 #include "check_common.h"
+#include "check_errnos.h"
 
-/* Every errno mproc returns (the table in src/mproc.c). */
-static const int api_errnos[] = {
-	EAGAIN, ETIMEDOUT, EMSGSIZE, EPIPE, EINVAL, EPROTO, ESHUTDOWN,
-	EDEADLK, ENOMEM, ENOTSUP, ENOENT, EMFILE, ENFILE,
-};
-#define API_NERRNOS (sizeof(api_errnos) / sizeof(api_errnos[0]))
+/* Every errno mproc returns: its own, and some it passes through. */
+static const int api_errnos[] = { CHECK_MPROC_ERRNOS, CHECK_SYSTEM_ERRNOS };
+#define API_NERRNOS CHECK_NELEMS(api_errnos)
 
 START_TEST(test_api_strerror_table)
 {
@@ -231,21 +229,17 @@ Suite *api_suite(void)
 	Suite *s = suite_create("api");
 	TCase *tc;
 
-	tc = tcase_create("names");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "names");
 	tcase_add_test(tc, test_api_strerror_table);
 	tcase_add_test(tc, test_api_strerror_unknown);
 	tcase_add_test(tc, test_api_strerror_int_min);
 	tcase_add_test(tc, test_api_version);
 	tcase_add_test(tc, test_api_request_name);
 	tcase_add_test(tc, test_api_for_me);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("arguments");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "arguments");
 	tcase_add_test(tc, test_api_null_handles);
 	tcase_add_test(tc, test_api_bad_arguments_on_pipe);
-	suite_add_tcase(s, tc);
 
 	return s;
 }

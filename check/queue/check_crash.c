@@ -19,154 +19,9 @@
 #include <sys/mman.h>
 
 #include "check_common.h"
-#include "internal.h"
-
-/* ---- payloads that prove themselves whole ----------------------------- */
-
 #include "check_pay.h"
-
-/* ---- small helpers ---------------------------------------------------- */
-
-
-static uint64_t rng_s;
-
-static void rng_seed(uint64_t seed)
-{
-	rng_s = seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull;
-	if (rng_s == 0)
-		rng_s = 1;
-}
-
-/* Seed from MPROC_TEST_SEED, or the clock and pid; returns the seed. */
-static uint64_t rng_seed_auto(void)
-{
-	const char *e = getenv("MPROC_TEST_SEED");
-	uint64_t seed;
-
-	if (e != NULL)
-		seed = strtoull(e, NULL, 0);
-	else
-		seed = (uint64_t)check_now_ms() * 1000003u ^ (uint64_t)getpid();
-	rng_seed(seed);
-	return seed;
-}
-
-static uint32_t rng_next(void)
-{
-	rng_s ^= rng_s >> 12;
-	rng_s ^= rng_s << 25;
-	rng_s ^= rng_s >> 27;
-	return (uint32_t)((rng_s * 0x2545f4914f6cdd1dull) >> 32);
-}
-
-/* Uniform in [lo, hi]. */
-static uint32_t rng_range(uint32_t lo, uint32_t hi)
-{
-	return lo + rng_next() % (hi - lo + 1);
-}
-
-static uint64_t rng_next64(void)
-{
-	return (uint64_t)rng_next() << 32 | rng_next();
-}
-
-static void *shm_alloc(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	ck_assert_msg(p != MAP_FAILED, "mmap: %s", strerror(errno));
-	return p;
-}
-
-/* Send a struct pay message of size bytes; returns what send returned. */
-static int send_pay(mproc_conn *q, uint32_t size, uint32_t src, uint32_t round,
-                    uint64_t seq, int timeout_ms)
-{
-	uint8_t buf[4096];
-	mproc_msg m;
-
-	if (size > sizeof(buf))
-		size = sizeof(buf);
-	pay_make(buf, size, src, round, seq);
-	memset(&m, 0, sizeof(m));
-	m.request = MPROC_USER;
-	m.data = buf;
-	m.size = size;
-	return mproc_send_msg(q, &m, timeout_ms);
-}
-
-/*
- * recv_pay receives one message into a heap buffer of exactly cap bytes
- * (so the sanitizer sees any overflow) and checks it is whole. Returns
- * what recv returned; *torn is set when a received message is not whole.
- */
-static int recv_pay(mproc_conn *q, uint32_t cap, int timeout_ms,
-                    struct pay *out, int *torn)
-{
-	void *buf = malloc(cap);
-	mproc_msg m;
-	int rc;
-
-	if (buf == NULL)
-		return -ENOMEM;
-	memset(&m, 0, sizeof(m));
-	m.data = buf;
-	m.capacity = cap;
-	rc = mproc_recv(q, &m, NULL, NULL, timeout_ms);
-	*torn = 0;
-	if (rc == 0 && (m.request != MPROC_USER || m.size > cap ||
-	                pay_check(buf, m.size, out) < 0))
-		*torn = 1;
-	free(buf);
-	return rc;
-}
-
-/* Reap pid and assert it was killed by SIGKILL. */
-#define check_reap_killed(pid)                                                \
-	do {                                                                  \
-		int st_ = check_wait_child((pid), 10000);                     \
-		ck_assert_msg(st_ >= 0, "child %d did not end in time",      \
-		              (int)(pid));                                    \
-		ck_assert_msg(WIFSIGNALED(st_) && WTERMSIG(st_) == SIGKILL,   \
-		              "child %d was not killed: status 0x%x",         \
-		              (int)(pid), st_);                               \
-	} while (0)
-
-/* After draining: nothing queued, nothing unfinished, join at once. */
-static void check_drained(mproc_conn *q)
-{
-	mproc_stats st = stats_of(q);
-	int rc;
-
-	ck_assert_msg(st.queued == 0 && st.bytes == 0 && st.unfinished == 0,
-	              "after draining: queued %llu bytes %llu unfinished %llu",
-	              (unsigned long long)st.queued,
-	              (unsigned long long)st.bytes,
-	              (unsigned long long)st.unfinished);
-	ck_assert_msg(st.sent == st.received, "sent %llu != received %llu",
-	              (unsigned long long)st.sent,
-	              (unsigned long long)st.received);
-	ck_assert_int_eq(mproc_queue_empty(q), 1);
-	rc = mproc_queue_join(q, MPROC_NOWAIT);
-	ck_assert_msg(rc == 0, "join after draining: %s", mproc_strerror(rc));
-}
-
-/* The queue still works: one message there and back, promptly. */
-static void check_round_trip(mproc_conn *q, uint32_t cap)
-{
-	long long t0 = check_now_ms();
-	struct pay p;
-	int torn, rc;
-
-	rc = send_pay(q, 100, 999, 0, 424242, 1000);
-	ck_assert_msg(rc == 0, "send after crash: %s", mproc_strerror(rc));
-	rc = recv_pay(q, cap, 1000, &p, &torn);
-	ck_assert_msg(rc == 0, "recv after crash: %s", mproc_strerror(rc));
-	ck_assert(!torn && p.src == 999 && p.seq == 424242);
-	ck_assert_msg(check_now_ms() - t0 < check_scale_ms(500),
-	              "round trip took %lld ms", check_now_ms() - t0);
-}
+#include "check_rng.h"
+#include "internal.h"
 
 /* ---- the test hooks: killed mid-copy, mid-commit, holding the lock ---- */
 
@@ -740,25 +595,6 @@ struct wait_shared {
 	uint32_t ready;
 };
 
-/* 1 when /proc says pid is asleep (S), 0 otherwise. */
-static int proc_sleeping(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p != NULL && p[1] == ' ' && p[2] == 'S';
-}
-
 /* Wait until the child said it is about to block, then (usually) until it
  * is asleep in the kernel. */
 /* Returns 1 when the waiter was seen asleep, 0 for a random moment. */
@@ -776,7 +612,7 @@ static int wait_blocked(struct wait_shared *sh, pid_t pid, int asleep)
 	}
 	end = check_now_ms() + check_scale_ms(1000);
 	while (check_now_ms() < end) {
-		if (proc_sleeping(pid))
+		if (check_proc_sleeping(pid))
 			return 1;
 		usleep(50);
 	}
@@ -1230,7 +1066,7 @@ START_TEST(test_crash_holder_killed)
 			       check_now_ms() - t0 < 5000)
 				usleep(50);
 			t0 = check_now_ms();
-			while (!proc_sleeping(w[i]) &&
+			while (!check_proc_sleeping(w[i]) &&
 			       check_now_ms() - t0 < 1000)
 				usleep(50);
 		}
@@ -2622,27 +2458,20 @@ Suite *crash_suite(void)
 	Suite *s = suite_create("crash");
 	TCase *tc;
 
-	tc = tcase_create("hooks");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "hooks");
 	tcase_add_loop_test(tc, test_crash_hook_point, MPROC__CRASH_SEND_COPY,
 	                    MPROC__CRASH_RECV_APPLIED + 1);
 	tcase_add_loop_test(tc, test_crash_send_journal_seen, 0, SJ_KINDS);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("kills");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "kills");
 	tcase_add_test(tc, test_crash_random_kills);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("waiters");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "waiters");
 	tcase_add_loop_test(tc, test_crash_waiter_killed, 0, WAIT_KINDS);
 	tcase_add_loop_test(tc, test_crash_stopped_holder, 0, SIDES);
 	tcase_add_test(tc, test_crash_holder_killed);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("corrupt");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "corrupt");
 	tcase_add_test(tc, test_crash_corrupt_identity);
 	tcase_add_test(tc, test_crash_corrupt_state);
 	tcase_add_test(tc, test_crash_corrupt_records);
@@ -2650,7 +2479,6 @@ Suite *crash_suite(void)
 	tcase_add_test(tc, test_crash_corrupt_random);
 	tcase_add_test(tc, test_crash_torn_apply);
 	tcase_add_test(tc, test_crash_torn_take_reused);
-	suite_add_tcase(s, tc);
 
 	return s;
 }

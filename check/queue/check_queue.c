@@ -772,9 +772,8 @@ END_TEST
 static Suite *queue_suite(void)
 {
 	Suite *s = suite_create("queue");
-	TCase *tc = tcase_create("pymulproc");
+	TCase *tc = check_tcase(s, "pymulproc");
 
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
 	tcase_add_test(tc, test_queue_children_to_parent);
 	tcase_add_test(tc, test_queue_duplex_directed_stress);
 	tcase_add_test(tc, test_queue_receive_nothing);
@@ -783,10 +782,8 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_queue_full);
 	tcase_add_test(tc, test_queue_task_counting);
 	tcase_add_test(tc, test_queue_blocking_receive_woken);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("semantics");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "semantics");
 	tcase_add_test(tc, test_queue_predicate_keeps_order);
 	tcase_add_test(tc, test_queue_full_sender_wakes);
 	tcase_add_test(tc, test_queue_blocking_predicate_sleeps);
@@ -801,13 +798,10 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_queue_signal_storm);
 	tcase_add_test(tc, test_queue_fork_generations);
 	tcase_add_test(tc, test_queue_no_descriptor);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("arguments");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "arguments");
 	tcase_add_test(tc, test_queue_bad_options);
 	tcase_add_test(tc, test_queue_bad_arguments_change_nothing);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
