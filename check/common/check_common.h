@@ -5,7 +5,7 @@
  *
  * Also in check/common/: check_rng.h (random helpers), check_pay.h
  * (payloads that prove themselves whole), check_errnos.h (the errno
- * lists).
+ * lists), check_layout.h (a queue's mapping, for the tests that poke it).
  */
 #ifndef MPROC_CHECK_COMMON_H
 #define MPROC_CHECK_COMMON_H
