@@ -1,6 +1,7 @@
 /*
- * check_api.c - the common API: error names, version, request names,
- * mproc_for_me, and argument checking on every common entry point.
+ * check_api.c - the common API: error texts and names, version, request
+ * names, the ready-made predicates, the request codes and recipients a
+ * send accepts, and argument checking on every common entry point.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -56,6 +57,98 @@ START_TEST(test_api_strerror_unknown)
 	/* Not in mproc's table: the system's text, never "unknown". */
 	ck_assert_str_eq(mproc_strerror(-ENOSYS), strerror(ENOSYS));
 	ck_assert_str_eq(mproc_err_name(-ENOSYS), "ENOSYS");
+}
+END_TEST
+
+/* mproc's own codes: its own words, not the system's. */
+START_TEST(test_api_strerror_own_words)
+{
+	static const int own[] = { CHECK_MPROC_ERRNOS };
+
+	for (size_t i = 0; i < CHECK_NELEMS(own); i++) {
+		const char *s = mproc_strerror(-own[i]);
+
+		ck_assert_msg(strcmp(s, strerror(own[i])) != 0,
+		              "%s: the system's words \"%s\"",
+		              mproc_err_name(own[i]), s);
+		ck_assert_str_ne(s, "unknown error");
+	}
+}
+END_TEST
+
+/*
+ * Every other real errno gets the system's text (EBADF, EMFILE, a
+ * failed fork's EAGAIN is mproc's own); no real errno is "unknown error",
+ * which only a value no errno has gets (9999, INT_MIN).
+ */
+START_TEST(test_api_strerror_system_text)
+{
+	static const int sys[] = { CHECK_SYSTEM_ERRNOS };
+	static const int none[] = { 9999, -9999, 4096, INT_MAX, -INT_MAX,
+		                    INT_MIN };
+
+	for (size_t i = 0; i < CHECK_NELEMS(sys); i++) {
+		ck_assert_str_eq(mproc_strerror(-sys[i]), strerror(sys[i]));
+		ck_assert_str_eq(mproc_strerror(sys[i]), strerror(sys[i]));
+	}
+	/* glibc says "Unknown error N" for a value that is no errno. */
+	for (int e = 1; e < 4096; e++) {
+		int real = strncmp(strerror(e), "Unknown error", 13) != 0;
+
+		if (real)
+			expect_msg(strcmp(mproc_strerror(-e),
+			                  "unknown error") != 0,
+			           "errno %d (%s) is \"unknown error\"", e,
+			           strerror(e));
+		else
+			expect_msg(strcmp(mproc_strerror(-e),
+			                  "unknown error") == 0,
+			           "%d is no errno: \"%s\"", e,
+			           mproc_strerror(-e));
+	}
+	for (size_t i = 0; i < CHECK_NELEMS(none); i++)
+		ck_assert_str_eq(mproc_strerror(none[i]), "unknown error");
+}
+END_TEST
+
+/* mproc_err_name: the symbol, for negative and positive values alike. */
+START_TEST(test_api_err_name)
+{
+	static const struct {
+		int err;
+		const char *name;
+	} want[] = {
+		{ -EAGAIN, "EAGAIN" },   { EAGAIN, "EAGAIN" },
+		{ -EWOULDBLOCK, "EAGAIN" }, { 0, "OK" },
+		{ -EBADF, "EBADF" },     { EBADF, "EBADF" },
+		{ -EMFILE, "EMFILE" },   { -ECHILD, "ECHILD" },
+		{ -EPROTO, "EPROTO" },   { -ETIMEDOUT, "ETIMEDOUT" },
+		{ -E2BIG, "E2BIG" },     { -ENOSYS, "ENOSYS" },
+		{ 9999, "UNKNOWN" },     { -9999, "UNKNOWN" },
+		{ INT_MIN, "UNKNOWN" },  { INT_MAX, "UNKNOWN" },
+	};
+	static const int own[] = { CHECK_MPROC_ERRNOS };
+
+	for (size_t i = 0; i < CHECK_NELEMS(want); i++) {
+		const char *s = mproc_err_name(want[i].err);
+
+		ck_assert_ptr_nonnull(s);
+		ck_assert_msg(strcmp(s, want[i].name) == 0,
+		              "mproc_err_name(%d): \"%s\", want \"%s\"",
+		              want[i].err, s, want[i].name);
+		/* A static string, not a buffer of the call's. */
+		ck_assert_ptr_eq(mproc_err_name(want[i].err), s);
+	}
+	/* Every real errno has its symbol, mproc's own codes included. */
+	for (int e = 1; e < 4096; e++) {
+		const char *s = mproc_err_name(-e);
+		int real = strncmp(strerror(e), "Unknown error", 13) != 0;
+
+		expect_msg(real ? s[0] == 'E' : strcmp(s, "UNKNOWN") == 0,
+		           "mproc_err_name(%d): \"%s\"", -e, s);
+	}
+	for (size_t i = 0; i < CHECK_NELEMS(own); i++)
+		ck_assert_str_ne(mproc_err_name(own[i]), "UNKNOWN");
 }
 END_TEST
 
@@ -138,6 +231,133 @@ START_TEST(test_api_for_me)
 	check_reap_ok(pid, 5000);
 	m = api_to(pid);
 	ck_assert_int_eq(mproc_for_me(&m, NULL), 0);
+}
+END_TEST
+
+/* The ready-made request matchers, on messages made here. */
+START_TEST(test_api_match_request)
+{
+	const int32_t finished = MPROC_FINISHED, user = MPROC_USER + 3;
+	mproc_msg m;
+
+	m = api_to(MPROC_ANYONE);
+	m.request = MPROC_FINISHED;
+	ck_assert_int_ne(mproc_match_request(&m, (void *)&finished), 0);
+	ck_assert_int_eq(mproc_match_request(&m, (void *)&user), 0);
+	ck_assert_int_ne(mproc_match_request_for_me(&m, (void *)&finished),
+	                 0);
+	/* NULL matches nothing. */
+	ck_assert_int_eq(mproc_match_request(&m, NULL), 0);
+	ck_assert_int_eq(mproc_match_request_for_me(&m, NULL), 0);
+	ck_assert_int_eq(mproc_match_request(NULL, (void *)&finished), 0);
+	ck_assert_int_eq(mproc_match_request_for_me(NULL, (void *)&finished),
+	                 0);
+
+	m = api_to(getpid());
+	m.request = MPROC_USER + 3;
+	ck_assert_int_ne(mproc_match_request(&m, (void *)&user), 0);
+	ck_assert_int_ne(mproc_match_request_for_me(&m, (void *)&user), 0);
+	ck_assert_int_eq(mproc_match_request_for_me(&m, (void *)&finished),
+	                 0);
+	/* Someone else's: the request matches, the recipient does not. */
+	m = api_to(getpid() + 1);
+	m.request = MPROC_USER + 3;
+	ck_assert_int_ne(mproc_match_request(&m, (void *)&user), 0);
+	ck_assert_int_eq(mproc_match_request_for_me(&m, (void *)&user), 0);
+}
+END_TEST
+
+/*
+ * What a send accepts, on a queue (loop index 0) and a pipe (1): a
+ * request code that is MPROC_DO, MPROC_FINISHED, MPROC_DIE or at least
+ * MPROC_USER, and a recipient that is MPROC_ANYONE or a pid. Anything
+ * else is -EINVAL from mproc_send and mproc_send_msg alike, and nothing
+ * is queued: nothing to receive, no task for a join to wait for.
+ */
+START_TEST(test_api_send_checks_request)
+{
+	static const int32_t bad[] = { 0, -1, 4, 1023, MPROC_USER - 1,
+		                       INT32_MIN, -MPROC_DO };
+	static const int32_t good[] = { MPROC_DO, MPROC_FINISHED, MPROC_DIE,
+		                        MPROC_USER, INT32_MAX };
+	static const pid_t bad_to[] = { -1, -2, INT32_MIN };
+	int is_queue = _i == 0;
+	mproc_conn *tx, *rx;
+	char buf[8];
+	long long t0;
+	mproc_msg m;
+
+	if (is_queue) {
+		tx = rx = queue_new(0, 0, 0, 0);
+	} else {
+		ck_assert_int_eq(mproc_pipe_open(&tx, &rx), 0);
+	}
+	for (size_t i = 0; i < CHECK_NELEMS(bad); i++) {
+		memset(&m, 0, sizeof(m));
+		m.request = bad[i];
+		m.data = "x";
+		m.size = 1;
+		ck_assert_int_eq(mproc_send(tx, bad[i], MPROC_ANYONE, "x", 1),
+		                 -EINVAL);
+		ck_assert_int_eq(mproc_send(tx, bad[i], getpid(), NULL, 0),
+		                 -EINVAL);
+		ck_assert_int_eq(mproc_send_msg(tx, &m, MPROC_NOWAIT), -EINVAL);
+		ck_assert_int_eq(mproc_send_msg(tx, &m, 1000), -EINVAL);
+	}
+	for (size_t i = 0; i < CHECK_NELEMS(bad_to); i++) {
+		memset(&m, 0, sizeof(m));
+		m.request = MPROC_DO;
+		m.recipient = bad_to[i];
+		ck_assert_int_eq(mproc_send(tx, MPROC_DO, bad_to[i], "x", 1),
+		                 -EINVAL);
+		ck_assert_int_eq(mproc_send_msg(tx, &m, MPROC_NOWAIT), -EINVAL);
+	}
+	/* Nothing went out. */
+	ck_assert_int_eq(recv_t(rx, &m, buf, sizeof(buf), NULL, NULL,
+	                        MPROC_NOWAIT),
+	                 -EAGAIN);
+	if (is_queue) {
+		mproc_stats st = stats_of(tx);
+
+		ck_assert_uint_eq(st.sent + st.queued + st.bytes +
+		                          st.unfinished,
+		                  0);
+		ck_assert_int_eq(mproc_queue_join(tx, MPROC_NOWAIT), 0);
+	}
+
+	/* The good ones go, both ways, and come out as sent. */
+	for (size_t i = 0; i < CHECK_NELEMS(good); i++) {
+		int32_t v = (int32_t)i;
+
+		ck_assert_int_eq(mproc_send(tx, good[i], MPROC_ANYONE, &v,
+		                            sizeof(v)),
+		                 0);
+		ck_assert_int_eq(send_t(tx, good[i], getpid(), &v, sizeof(v),
+		                        1000),
+		                 0);
+	}
+	for (size_t i = 0; i < 2 * CHECK_NELEMS(good); i++) {
+		int32_t v;
+
+		ck_assert_int_eq(recv_t(rx, &m, &v, sizeof(v), NULL, NULL,
+		                        1000),
+		                 0);
+		ck_assert_int_eq(m.request, good[i / 2]);
+		ck_assert_int_eq(m.recipient, i % 2 ? getpid() : MPROC_ANYONE);
+		ck_assert_int_eq(v, (int32_t)(i / 2));
+	}
+	ck_assert_int_eq(recv_t(rx, &m, buf, sizeof(buf), NULL, NULL,
+	                        MPROC_NOWAIT),
+	                 -EAGAIN);
+	if (is_queue) {
+		t0 = check_now_ms();
+		ck_assert_int_eq(mproc_queue_join(tx, 1000), 0);
+		ck_assert_int_lt(check_now_ms() - t0, check_scale_ms(100));
+		ck_assert_uint_eq(stats_of(tx).sent, 2 * CHECK_NELEMS(good));
+	} else {
+		mproc_close(rx);
+	}
+	mproc_close(tx);
 }
 END_TEST
 
@@ -233,13 +453,18 @@ Suite *api_suite(void)
 	tcase_add_test(tc, test_api_strerror_table);
 	tcase_add_test(tc, test_api_strerror_unknown);
 	tcase_add_test(tc, test_api_strerror_int_min);
+	tcase_add_test(tc, test_api_strerror_own_words);
+	tcase_add_test(tc, test_api_strerror_system_text);
+	tcase_add_test(tc, test_api_err_name);
 	tcase_add_test(tc, test_api_version);
 	tcase_add_test(tc, test_api_request_name);
 	tcase_add_test(tc, test_api_for_me);
+	tcase_add_test(tc, test_api_match_request);
 
 	tc = check_tcase(s, "arguments");
 	tcase_add_test(tc, test_api_null_handles);
 	tcase_add_test(tc, test_api_bad_arguments_on_pipe);
+	tcase_add_loop_test(tc, test_api_send_checks_request, 0, 2);
 
 	return s;
 }
