@@ -40,7 +40,8 @@ static int stall_pred(const mproc_msg *m, void *arg)
  * its unlock, until released, then exit 0. No call runs user code under
  * the send lock, so the child takes the mutex itself.
  */
-static void stall_send_lock(pthread_mutex_t *mu, struct stop_shared *sh)
+static void stall_send_lock(mproc_conn *q, pthread_mutex_t *mu,
+                            struct stop_shared *sh)
 {
 	long long end = check_now_ms() + 20000;
 	int rc = pthread_mutex_lock(mu);
@@ -52,6 +53,7 @@ static void stall_send_lock(pthread_mutex_t *mu, struct stop_shared *sh)
 	       check_now_ms() < end)
 		usleep(1000);
 	pthread_mutex_unlock(mu);
+	mproc_close(q); /* the child's copy: no block left to valgrind */
 	_exit(0);
 }
 
@@ -121,8 +123,9 @@ START_TEST(test_crash_stopped_holder)
 		mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
 
 		if (held == SIDE_SEND)
-			stall_send_lock(send_lock, sh);
+			stall_send_lock(q, send_lock, sh);
 		rc = mproc_recv(q, &m, stall_pred, sh, 5000);
+		mproc_close(q);
 		_exit(rc == 0 && pay_check(buf, m.size, &p) == 0 && p.seq == 1
 		              ? 0
 		              : 1);
@@ -183,7 +186,9 @@ START_TEST(test_crash_stopped_holder)
 	ck_assert_int_ge(waker, 0);
 	if (waker == 0) {
 		usleep(300 * 1000);
-		_exit(kill(holder, SIGCONT) == 0 ? 0 : 1);
+		rc = kill(holder, SIGCONT);
+		mproc_close(q);
+		_exit(rc == 0 ? 0 : 1);
 	}
 	t0 = check_now_ms();
 	if (held == SIDE_RECV) {
@@ -320,6 +325,7 @@ START_TEST(test_crash_holder_killed)
 					rc = mproc_send(q, MPROC_USER, 0, buf,
 					                sizeof(buf)) == 0;
 				}
+				mproc_close(q);
 				_exit(rc ? 0 : 1);
 			}
 		}

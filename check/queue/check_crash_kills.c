@@ -35,6 +35,7 @@ static void rk_sender(mproc_conn *q, struct rk_shared *sh, int idx,
 			child_fail("send: %s", mproc_strerror(rc));
 		__atomic_store_n(&sh->nok[idx], seq + 1, __ATOMIC_SEQ_CST);
 	}
+	mproc_close(q);
 	_exit(0);
 }
 

@@ -72,6 +72,7 @@ static pid_t wait_spawn(mproc_conn *q, struct wait_shared *sh, int kind)
 		}
 		/* A recv waiter may be the survivor of the pair: it must get
 		 * the parent's message. */
+		mproc_close(q);
 		_exit(rc == 0 && kind == WAIT_RECV && !torn && p.src == 8 ? 0
 		                                                          : 1);
 	}

@@ -622,6 +622,7 @@ START_TEST(test_queue_match_request_finished)
 		r = t * 2 + 1;
 		child_assert(send_t(q, MPROC_FINISHED, getppid(), &r,
 		                    sizeof(r), T) == 0);
+		mproc_close(q);
 		_exit(0);
 	}
 	/* Waits for the answer, the DO in the queue the whole time until

@@ -124,6 +124,7 @@ static void scan_live_child(mproc_conn *q, struct scan_shared *sh)
 	while (!__atomic_load_n(&sh->quit, __ATOMIC_SEQ_CST) &&
 	       check_now_ms() < end)
 		usleep(1000);
+	mproc_close(q);
 	_exit(0);
 }
 
@@ -136,12 +137,12 @@ static void scan_open(struct scan_setup *su)
 {
 	memset(su, 0, sizeof(*su));
 	su->sh = shm_alloc(sizeof(*su->sh));
-	su->q = queue_new(1u << 20, 64, 0, 0);
 	su->dead = check_fork();
 	ck_assert_int_ge(su->dead, 0);
 	if (su->dead == 0)
 		_exit(0);
 	check_reap_ok(su->dead, 10000);
+	su->q = queue_new(1u << 20, 64, 0, 0);
 	su->live = check_fork();
 	ck_assert_int_ge(su->live, 0);
 	if (su->live == 0)
@@ -235,6 +236,7 @@ START_TEST(test_scan_join_nowait_unlocked)
 		                 __ATOMIC_SEQ_CST);
 		rc = mproc_queue_join(su.q, MPROC_NOWAIT);
 		su.sh->join_rc = rc;
+		mproc_close(su.q);
 		_exit(rc == -EAGAIN ? 0 : 1);
 	}
 	t0 = check_now_ms();
@@ -304,6 +306,7 @@ static void stream_producer(mproc_conn *q, struct stream_shared *sh)
 	sh->sent = seq;
 	if (send_t(q, MPROC_DIE, MPROC_ANYONE, NULL, 0, T) != 0)
 		child_fail("send DIE");
+	mproc_close(q);
 	_exit(0);
 }
 
@@ -325,6 +328,7 @@ static void stream_consumer(mproc_conn *q, struct stream_shared *sh)
 			           (unsigned long long)seq);
 		sh->taken = seq + 1;
 	}
+	mproc_close(q);
 	_exit(0);
 }
 
