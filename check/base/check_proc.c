@@ -210,6 +210,52 @@ START_TEST(test_proc_gone_without_descriptors)
 }
 END_TEST
 
+/*
+ * The same through the public calls, in a process whose first liveness
+ * question comes after its descriptors ran out: it opened a queue and
+ * sent mail to a child that is now a zombie, then filled its descriptor
+ * table. stats still counts that mail as orphans and purge drops it.
+ */
+START_TEST(test_proc_purge_without_descriptors)
+{
+	pid_t pid = check_fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		mproc_queue_opts o = { 1u << 16, 0, 64, 0 };
+		pid_t zombie = proc_child_zombie();
+		int fds[PROC_NOFILE], n, rc;
+		mproc_conn *q;
+		mproc_stats st;
+
+		if (mproc_queue_open(&q, &o) != 0)
+			child_fail("queue_open");
+		for (int i = 0; i < 3; i++)
+			child_assert(mproc_send(q, MPROC_DO, zombie, &i,
+			                        sizeof(i)) == 0);
+		child_assert(mproc_send(q, MPROC_DO, MPROC_ANYONE, NULL, 0) ==
+		             0);
+		n = proc_fill_fds(fds);
+		rc = mproc_queue_stats(q, &st);
+		if (rc != 0 || st.orphans != 3)
+			child_fail("stats without descriptors: %s, orphans "
+			           "%llu of 3", mproc_strerror(rc),
+			           (unsigned long long)st.orphans);
+		rc = mproc_queue_purge(q);
+		if (rc != 3)
+			child_fail("purge without descriptors: %d of 3", rc);
+		child_assert(mproc_queue_stats(q, &st) == 0 &&
+		             st.queued == 1 && st.purged == 3);
+		for (int i = 0; i < n; i++)
+			close(fds[i]);
+		child_assert(check_wait_child(zombie, 10000) == 0);
+		mproc_close(q);
+		_exit(0);
+	}
+	check_reap_ok(pid, check_scale_ms(20000));
+}
+END_TEST
+
 Suite *proc_suite(void);
 
 Suite *proc_suite(void)
@@ -220,6 +266,7 @@ Suite *proc_suite(void)
 	tcase_add_test(tc, test_proc_live_cache_once_per_pid);
 	tcase_add_test(tc, test_proc_live_cache_overflow);
 	tcase_add_test(tc, test_proc_gone_without_descriptors);
+	tcase_add_test(tc, test_proc_purge_without_descriptors);
 	return s;
 }
 
