@@ -151,9 +151,15 @@ static void cq_expect_words(const struct cq *c, uint64_t sent, uint64_t gone,
 {
 	const struct mproc__queue_shared *s = c->s;
 
+	uint64_t held = s->recv.w[QC_TAKEN];
+
+	/* Taken tasks are counted in the takers' slots (and QC_TAKEN when
+	 * no slot is free). */
+	for (int i = 0; i < MPROC__QUEUE_TAKERS; i++)
+		held += s->takers[i].taken;
 	premise(s->send.w[QP_SENT] == sent && s->recv.w[QC_GONE] == gone &&
 	        s->recv.w[QC_RECEIVED] == gone &&
-	        s->recv.w[QC_TAKEN] == taken && s->recv.w[QC_LEASED] == 0 &&
+	        held == taken && s->recv.w[QC_LEASED] == 0 &&
 	        s->recv.w[QC_PURGED] == 0 && s->recv.w[QC_GEN] == 0,
 	        when);
 	premise(cq_head(c) % 8 == 0 && cq_tail(c) % 8 == 0 &&
