@@ -103,11 +103,24 @@ typedef void (*mproc__dead_fn)(const mproc_msg *m, uint32_t attempts,
 int mproc__queue_lease_release(mproc_conn *q, pid_t dead, uint32_t max_attempts,
                                mproc__dead_fn dead_fn, void *arg);
 /*
+ * The same, waiting for the receive lock up to timeout_ms only (a stopped
+ * holder can keep it for ever): -ETIMEDOUT, or -EAGAIN for MPROC_NOWAIT,
+ * when it stays busy, with nothing released. The call above waits 1 s.
+ */
+int mproc__queue_lease_release_timed(mproc_conn *q, pid_t dead,
+                                     uint32_t max_attempts,
+                                     mproc__dead_fn dead_fn, void *arg,
+                                     int timeout_ms);
+/*
  * mproc__queue_peek: is a visible message there that match accepts (NULL:
  * any)? Waits for the lock (a busy lock is not an answer, unlike
  * MPROC_NOWAIT), at most 1 s. Returns 1, 0, or a negative errno.
  */
 int mproc__queue_peek(mproc_conn *q, mproc_match_fn match, void *arg);
+/* The same, waiting for the lock up to timeout_ms (-ETIMEDOUT, or -EAGAIN
+ * for MPROC_NOWAIT). */
+int mproc__queue_peek_timed(mproc_conn *q, mproc_match_fn match, void *arg,
+                            int timeout_ms);
 /* The shared mapping behind queue q and its length (tests, fuzzers). */
 void *mproc__queue_mapping(mproc_conn *q, size_t *len);
 /*

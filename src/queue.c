@@ -1293,6 +1293,16 @@ int mproc__queue_lease_done(mproc_conn *c, const struct mproc__lease *lease)
 int mproc__queue_lease_release(mproc_conn *c, pid_t dead, uint32_t max_attempts,
                                mproc__dead_fn dead_fn, void *arg)
 {
+	return mproc__queue_lease_release_timed(c, dead, max_attempts, dead_fn,
+	                                        arg, QUEUE_LOCK_MS);
+}
+
+int mproc__queue_lease_release_timed(mproc_conn *c, pid_t dead,
+                                     uint32_t max_attempts,
+                                     mproc__dead_fn dead_fn, void *arg,
+                                     int timeout_ms)
+{
+	struct mproc__deadline d;
 	struct queue_conn *q;
 	struct queue_view v;
 	uint64_t nw[SIDE_WORDS];
@@ -1302,10 +1312,12 @@ int mproc__queue_lease_release(mproc_conn *c, pid_t dead, uint32_t max_attempts,
 	uint64_t off;
 	int rc, n = 0, wake = 0;
 
-	if (c == NULL || c->tr != &mproc__queue_transport || dead <= 0)
+	if (c == NULL || c->tr != &mproc__queue_transport || dead <= 0 ||
+	    !mproc__timeout_ok(timeout_ms))
 		return -EINVAL;
 	q = queue_of(c);
-	if ((rc = queue_lock_recv_default(q, &v)) < 0)
+	mproc__deadline_set(&d, timeout_ms);
+	if ((rc = queue_lock_recv(q, &d, &v)) < 0)
 		return rc;
 	for (off = v.w[C_HEAD]; off < v.tail; off += r.len) {
 		if (queue_rec_read(q, off, v.tail, &r) < 0) {
@@ -1347,18 +1359,27 @@ int mproc__queue_lease_release(mproc_conn *c, pid_t dead, uint32_t max_attempts,
 
 int mproc__queue_peek(mproc_conn *c, mproc_match_fn match, void *arg)
 {
+	return mproc__queue_peek_timed(c, match, arg, QUEUE_LOCK_MS);
+}
+
+int mproc__queue_peek_timed(mproc_conn *c, mproc_match_fn match, void *arg,
+                            int timeout_ms)
+{
 	struct queue_scan sc = { 0, 0, 0 };
+	struct mproc__deadline d;
 	struct queue_conn *q;
 	struct queue_view v;
 	struct queue_rec r;
 	uint64_t off;
 	int rc;
 
-	if (c == NULL || c->tr != &mproc__queue_transport)
+	if (c == NULL || c->tr != &mproc__queue_transport ||
+	    !mproc__timeout_ok(timeout_ms))
 		return -EINVAL;
 	q = queue_of(c);
 	queue_send_poll(q);
-	if ((rc = queue_lock_recv_default(q, &v)) < 0)
+	mproc__deadline_set(&d, timeout_ms);
+	if ((rc = queue_lock_recv(q, &d, &v)) < 0)
 		return rc;
 	rc = queue_find(q, &v, &sc, match, arg, &off, &r);
 	mproc__unlock(&q->s->recv.lock);
