@@ -1,0 +1,250 @@
+/*
+ * pool.h - the worker pool's internals, shared by its files (not
+ * installed):
+ *
+ *   parent.c   the public calls: start, submit, result, join, stop, stats
+ *   procs.c    the workers as processes, seen from the parent: fork,
+ *              reaping, signals, restarts, releasing a dead worker's tasks
+ *   tasks.c    the task table: which ids still want a result, the results
+ *              the parent holds or made ("worker died"), the duplicates
+ *   worker.c   the worker's side: take a task, run it, send its result
+ *
+ * How it works:
+ *
+ * - The task queue carries DO records ({struct pool_thdr} + the caller's
+ *   payload) and DIE pills. A worker takes a record with
+ *   mproc__queue_recv_lease: it stays in the ring, leased to the worker's
+ *   pid, until the worker has sent the result and calls
+ *   mproc__queue_lease_done. If the worker dies first, the parent calls
+ *   mproc__queue_lease_release for its pid, which makes the task visible
+ *   again (attempts + 1) or, at max_attempts, hands it back to be reported
+ *   as MPROC_TASK_WORKER_DIED.
+ * - The result queue carries FINISHED records ({struct pool_rhdr} + the
+ *   result payload) from the workers to the parent.
+ * - Deaths are noticed without signal handlers or threads: every pool call
+ *   in the parent sweeps its workers with waitpid(pid, WNOHANG), and no
+ *   queue wait in the parent lasts longer than POOL_SLICE_MS, so a death is
+ *   seen within that while the caller waits. A dead worker's leases are
+ *   released at once (its pid cannot be reused before we reaped it) and a
+ *   replacement is forked, up to max_restarts. Those sweeps are paced by
+ *   the coarse clock (see mproc__pool_sweep).
+ * - Workers _exit(POOL_EXIT_ORPHAN) once getppid() no longer names the
+ *   parent. A worker asks when a queue wait runs out (an idle worker within
+ *   POOL_WORKER_WAIT_MS) and, when busy, after a task once
+ *   POOL_PARENT_CHECK_NS have passed: not after every task.
+ * - The pool adds no system call to the per-task path, and no precise
+ *   clock read while there is work and room: the first try of a send, and
+ *   of a receive while such tries keep finding messages (pool_try_first),
+ *   is MPROC_NOWAIT (no deadline to set), and a call's deadline is set only
+ *   when it has to wait.
+ * - A worker that dies after sending its result but before lease_done gets
+ *   its task run again, so a result can arrive twice. Task ids run from 1,
+ *   and a bitmap in the parent records the ids that have a result; later
+ *   copies are dropped. Every submitted task gets exactly one result: from
+ *   a worker, or a "worker died" record made by the parent.
+ * - Everything but the two queues is private to the parent (workers get a
+ *   copy at fork and use only the buffers and fn/arg). Workers end with
+ *   _exit and never return into the caller's code.
+ * - No thread, no signal handler: the pool only moves when the parent calls
+ *   it, from one thread at a time.
+ */
+#ifndef MPROC_POOL_H
+#define MPROC_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* Longest single queue wait in the parent: bounds how late a death is seen. */
+#define POOL_SLICE_MS 20
+/* Unforced waitpid sweeps run at most this often. */
+#define POOL_SWEEP_NS (5 * 1000000ull)
+/* Longest queue wait in a worker: an idle worker re-checks that its parent
+ * lives this often. */
+#define POOL_WORKER_WAIT_MS 200
+/* A busy worker re-checks its parent after a task once this much time has
+ * passed since the last check (not after every task: getppid is a system
+ * call, and a busy worker never times out). */
+#define POOL_PARENT_CHECK_NS (100 * 1000000ull)
+/* Receives that go straight to a timed wait after a non-blocking try came
+ * back empty (see pool_try_first). */
+#define POOL_TRY_SKIP 8
+#define POOL_KILL_GRACE_MS 1000 /* SIGTERM to SIGKILL in stop */
+#define POOL_NAP_MS 2           /* stop's wait between sweeps */
+#define POOL_MAX_WORKERS 4096
+#define POOL_DEFAULT_ATTEMPTS 3
+#define POOL_RESTARTS_PER_WORKER 16
+#define POOL_KNOWN_FLAGS MPROC_POOL_FAIL_ON_DEATH
+#define POOL_BITMAP_MIN_WORDS 64
+
+/* Worker exit codes. */
+#define POOL_EXIT_OK 0      /* took a DIE pill, or the queue was shut down */
+#define POOL_EXIT_ORPHAN 70 /* the parent went away */
+#define POOL_EXIT_QUEUE 71  /* the queue failed (corrupt state) */
+
+/* Header in front of every DO payload. */
+struct pool_thdr {
+	uint64_t id;
+};
+
+/* Header in front of every result payload. */
+struct pool_rhdr {
+	uint64_t id;
+	int32_t worker;
+	int32_t status;
+	int32_t request;
+	uint32_t attempts;
+};
+
+_Static_assert(sizeof(struct pool_thdr) == 8, "task header is 8 bytes");
+_Static_assert(sizeof(struct pool_rhdr) == 24, "result header is 24 bytes");
+
+enum pool_state {
+	POOL_RUNNING,  /* taking tasks */
+	POOL_STOPPING, /* pills sent; crashed workers are still replaced */
+	POOL_KILLING,  /* signals sent; nobody will run a task again */
+	POOL_STOPPED,
+};
+
+struct pool_worker {
+	pid_t pid;   /* 0: slot empty */
+	int sig;     /* the last signal stop sent it */
+	bool want;   /* empty because it crashed: fork a replacement */
+};
+
+/* A result the parent makes for a task whose worker died. */
+struct pool_failed {
+	uint64_t id;
+	pid_t worker;
+	uint32_t attempts;
+};
+
+struct mproc_pool {
+	mproc_conn *tasks;
+	mproc_conn *results;
+	mproc_task_fn fn;
+	void *arg;
+	pid_t parent;
+	enum pool_state state;
+	uint32_t flags;
+	uint32_t max_payload;
+	uint32_t max_attempts;
+	long restarts_left;
+
+	struct pool_worker *w;
+	int nworkers;
+	int alive;
+
+	mproc_worker_exit *exits; /* every worker that ended, in order */
+	size_t nexits, cap_exits;
+
+	uint64_t next_id;   /* last id handed out */
+	uint64_t ndone;     /* ids whose result the parent has taken */
+	uint64_t collected; /* results handed to the caller */
+	uint64_t *done;     /* bit per id: result taken by the parent */
+	uint64_t *seen;     /* scratch bits for join's scan */
+	size_t nwords;
+
+	struct pool_failed *failed; /* FIFO of "worker died" results */
+	size_t fhead, fcount, fcap;
+	struct pool_failed *dead;   /* filled by procs_dead_fn */
+	size_t ndead, cap_dead;
+	uint64_t dead_other;        /* non-DO records removed by a release */
+
+	/* sbuf stages a submit; tbuf takes a task (worker) or a drained task
+	 * (parent); rbuf takes a result (parent) or builds one (worker). */
+	unsigned char *sbuf, *tbuf, *rbuf;
+	uint32_t tsize, rsize;      /* bytes in each: header + max_payload */
+	bool held;                  /* rbuf holds a result not yet handed out */
+	uint32_t held_size;
+
+	uint64_t last_sweep;
+	unsigned try_skip; /* pool_try_first: the worker's tasks, the parent's
+	                      results (each process has its own copy) */
+	mproc_pool_counts c;
+};
+
+/* pool_grow returns arr with room for need elements (doubling), or NULL
+ * with arr left as it was. */
+static inline void *pool_grow(void *arr, size_t *cap, size_t need, size_t elem)
+{
+	size_t n = *cap ? *cap : 8;
+	void *a;
+
+	if (need <= *cap)
+		return arr;
+	while (n < need)
+		n *= 2;
+	a = realloc(arr, n * elem);
+	if (a != NULL)
+		*cap = n;
+	return a;
+}
+
+/*
+ * pool_coarse_ns: CLOCK_MONOTONIC_COARSE, a few ns without a system call.
+ * It ticks once per jiffy, which is plenty to pace sweeps and a worker's
+ * check every POOL_PARENT_CHECK_NS.
+ */
+static inline uint64_t pool_coarse_ns(void)
+{
+	struct timespec ts;
+
+#ifdef CLOCK_MONOTONIC_COARSE
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * pool_try_first: should a receive try MPROC_NOWAIT before its timed wait?
+ * A timed receive reads the clock to set its deadline even when a message
+ * is waiting; a non-blocking one does not, but costs a lock round trip
+ * when the queue is empty. So try while tries find messages, and after one
+ * came back empty (pool_try_missed) wait at once for the next
+ * POOL_TRY_SKIP receives.
+ */
+static inline bool pool_try_first(struct mproc_pool *p)
+{
+	if (p->try_skip == 0)
+		return true;
+	p->try_skip--;
+	return false;
+}
+
+static inline void pool_try_missed(struct mproc_pool *p)
+{
+	p->try_skip = POOL_TRY_SKIP;
+}
+
+/* worker.c: the worker's loop, in the child fork() made. */
+_Noreturn void mproc__pool_worker(struct mproc_pool *p);
+
+/* tasks.c */
+int mproc__pool_tasks_init(struct mproc_pool *p);
+void mproc__pool_tasks_free(struct mproc_pool *p);
+int mproc__pool_tasks_reserve(struct mproc_pool *p, uint64_t id);
+bool mproc__pool_task_done(const struct mproc_pool *p, uint64_t id);
+void mproc__pool_fail(struct mproc_pool *p, uint64_t id, pid_t worker,
+                      uint32_t attempts);
+void mproc__pool_accept(struct mproc_pool *p, uint32_t size);
+int mproc__pool_hand_out(struct mproc_pool *p, mproc_result *r);
+void mproc__pool_join_begin(struct mproc_pool *p);
+bool mproc__pool_join_count(struct mproc_pool *p, uint64_t id);
+
+/* procs.c */
+int mproc__pool_spawn(struct mproc_pool *p, int i);
+bool mproc__pool_can_restart(const struct mproc_pool *p);
+void mproc__pool_drain_tasks(struct mproc_pool *p);
+void mproc__pool_worker_ended(struct mproc_pool *p, int i, int st);
+pid_t mproc__pool_waitpid(pid_t pid, int *st, int flags);
+void mproc__pool_sweep(struct mproc_pool *p, bool force);
+void mproc__pool_signal_all(struct mproc_pool *p, int sig);
+
+#endif /* MPROC_POOL_H */
