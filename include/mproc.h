@@ -409,7 +409,8 @@ int mproc_pool_start(mproc_pool **pool, mproc_task_fn fn, void *arg,
  * mproc_pool_submit copies a DO task (data, size bytes) into the task queue
  * and stores its id in *task_id (may be NULL). Waits for room up to
  * timeout_ms (backpressure). Returns 0, -EAGAIN, -ETIMEDOUT, -EINVAL,
- * -EMSGSIZE (over max_payload) or -ESHUTDOWN (pool stopped).
+ * -EMSGSIZE (over max_payload), -ENOMEM (the table of tasks in flight
+ * could not grow) or -ESHUTDOWN (pool stopped).
  * Results not collected fill the result queue and stall the workers; a
  * caller that submits with MPROC_FOREVER must collect results in between
  * (or size the queues for the whole batch). The same holds for

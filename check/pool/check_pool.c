@@ -1065,6 +1065,86 @@ START_TEST(test_pool_backpressure)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* A long-lived pool                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Resident private memory in KiB, from /proc/self/statm: resident less
+ * shared (file pages such as code faulted in late, and the queues'
+ * shared rings, are not what this test is about). */
+static long rss_kib(void)
+{
+	long size = 0, resident = 0, shared = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld %ld %ld", &size, &resident, &shared),
+	                 3);
+	fclose(f);
+	return (resident - shared) * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static int tiny_fn(const mproc_msg *task, mproc_msg *result, void *arg)
+{
+	(void)task;
+	(void)arg;
+	result->size = 0;
+	return 0;
+}
+
+/* Run n tiny tasks, up to 256 in flight, with a join every 4096. */
+static void run_tiny(mproc_pool *pool, uint64_t n, long long end)
+{
+	uint64_t sent = 0, got = 0;
+	mproc_result r;
+	int rc;
+
+	while (got < n) {
+		while (sent < n && sent - got < 256) {
+			rc = mproc_pool_submit(pool, "t", 1, NULL, 5000);
+			check_that(rc == 0, "submit: %s", mproc_strerror(rc));
+			sent++;
+		}
+		if ((got & 4095) == 0) {
+			rc = mproc_pool_join(pool, 5000);
+			check_that(rc == 0, "join: %s", mproc_strerror(rc));
+		}
+		memset(&r, 0, sizeof(r));
+		rc = mproc_pool_result(pool, &r, 5000);
+		check_that(rc == 0, "result: %s", mproc_strerror(rc));
+		got++;
+		check_that((got & 1023) || check_now_ms() < end,
+		           "only %llu of %llu tasks in time",
+		           (unsigned long long)got, (unsigned long long)n);
+	}
+}
+
+/* Memory is bounded by the tasks in flight, not by all tasks ever run. */
+START_TEST(test_pool_memory_bounded)
+{
+	uint64_t n = check_slow() ? 50000 : 1000000;
+	long long end = check_now_ms() + check_scale_ms(20000);
+	mproc_pool_opts o;
+	mproc_pool *pool = NULL;
+	long before, after;
+
+	memset(&o, 0, sizeof(o));
+	o.workers = 2;
+	o.max_payload = 64;
+	o.queue_capacity = 65536; /* both rings wrap in the first 10 k */
+	ck_assert_int_eq(mproc_pool_start(&pool, tiny_fn, NULL, &o), 0);
+	run_tiny(pool, 10000, end);
+	before = rss_kib();
+	run_tiny(pool, n, end);
+	after = rss_kib();
+	ck_assert_msg(after - before < 64, "private RSS grew %ld KiB over "
+	              "%llu tasks (%ld -> %ld KiB)", after - before,
+	              (unsigned long long)n, before, after);
+	ck_assert_int_eq(mproc_pool_stop(pool, 5000, NULL, 0), 2);
+	ck_assert_int_eq(mproc_pool_free(pool), 0);
+}
+END_TEST
+
 Suite *pool_suite(void);
 
 Suite *pool_suite(void)
@@ -1099,6 +1179,11 @@ Suite *pool_suite(void)
 	tcase_add_test(tc, test_pool_fail_on_death);
 	tcase_add_loop_test(tc, test_pool_died_after_result, 0, 2);
 	tcase_add_test(tc, test_pool_restarts_bounded);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("long");
+	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tcase_add_test(tc, test_pool_memory_bounded);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("input");

@@ -200,7 +200,7 @@ int mproc_pool_submit(mproc_pool *p, const void *data, size_t size,
 	if (size > p->max_payload)
 		return -EMSGSIZE;
 	th.id = p->next_id + 1;
-	rc = mproc__pool_tasks_reserve(p, th.id);
+	rc = mproc__pool_tasks_reserve(p);
 	if (rc < 0)
 		return rc;
 	memcpy(p->sbuf, &th, sizeof(th));
@@ -236,6 +236,7 @@ int mproc_pool_submit(mproc_pool *p, const void *data, size_t size,
 	}
 	if (rc < 0)
 		return rc;
+	mproc__pool_tasks_add(p, th.id);
 	p->next_id = th.id;
 	p->c.submitted++;
 	if (task_id != NULL)
@@ -306,7 +307,7 @@ int mproc_pool_result(mproc_pool *p, mproc_result *r, int timeout_ms)
 
 struct parent_join {
 	struct mproc_pool *p;
-	uint64_t need;  /* results the parent does not hold yet */
+	uint64_t need;  /* results the parent has not taken yet */
 	uint64_t found; /* distinct new ids seen in the queue */
 };
 
@@ -343,15 +344,15 @@ int mproc_pool_join(mproc_pool *p, int timeout_ms)
 		return -EINVAL;
 	mproc__deadline_set(&d, timeout_ms);
 	mproc__pool_sweep(p, false);
-	if (p->ndone >= p->c.submitted)
+	if (p->tcount == 0)
 		return 0;
 	j.p = p;
 	j.found = 0;
 	mproc__pool_join_begin(p);
 	for (;;) {
-		if (p->ndone >= p->c.submitted)
+		if (p->tcount == 0)
 			return 0;
-		j.need = p->c.submitted - p->ndone;
+		j.need = p->tcount;
 		if (j.found >= j.need)
 			return 0;
 		slice = parent_slice(&d, POOL_SLICE_MS);
@@ -374,7 +375,7 @@ int mproc_pool_join(mproc_pool *p, int timeout_ms)
 			return rc;
 		mproc__pool_sweep(p, true);
 		if (parent_expired(&d))
-			return p->ndone >= p->c.submitted ? 0 :
+			return p->tcount == 0 ? 0 :
 			       parent_timed_out(timeout_ms);
 	}
 }

@@ -38,10 +38,12 @@
  *   is MPROC_NOWAIT (no deadline to set), and a call's deadline is set only
  *   when it has to wait.
  * - A worker that dies after sending its result but before lease_done gets
- *   its task run again, so a result can arrive twice. Task ids run from 1,
- *   and a bitmap in the parent records the ids that have a result; later
- *   copies are dropped. Every submitted task gets exactly one result: from
- *   a worker, or a "worker died" record made by the parent.
+ *   its task run again, so a result can arrive twice. Task ids run from 1;
+ *   the task table holds the ids still without a result (a hash set, so
+ *   memory and work follow the tasks in flight, not every task ever run)
+ *   and a result whose id is not there is a copy, dropped. Every submitted
+ *   task gets exactly one result: from a worker, or a "worker died" record
+ *   made by the parent.
  * - Everything but the two queues is private to the parent (workers get a
  *   copy at fork and use only the buffers and fn/arg). Workers end with
  *   _exit and never return into the caller's code.
@@ -79,7 +81,7 @@
 #define POOL_DEFAULT_ATTEMPTS 3
 #define POOL_RESTARTS_PER_WORKER 16
 #define POOL_KNOWN_FLAGS MPROC_POOL_FAIL_ON_DEATH
-#define POOL_BITMAP_MIN_WORDS 64
+#define POOL_TASKS_MIN_SLOTS 1024 /* task table: smallest size (a power of 2) */
 
 /* Worker exit codes. */
 #define POOL_EXIT_OK 0      /* took a DIE pill, or the queue was shut down */
@@ -123,6 +125,13 @@ struct pool_failed {
 	uint32_t attempts;
 };
 
+/* A task id still without its result, in the task table. */
+struct pool_slot {
+	uint64_t id;   /* 0: free */
+	uint32_t seen; /* the join (p->join_gen) that counted its result */
+	uint32_t unused;
+};
+
 struct mproc_pool {
 	mproc_conn *tasks;
 	mproc_conn *results;
@@ -143,11 +152,11 @@ struct mproc_pool {
 	size_t nexits, cap_exits;
 
 	uint64_t next_id;   /* last id handed out */
-	uint64_t ndone;     /* ids whose result the parent has taken */
 	uint64_t collected; /* results handed to the caller */
-	uint64_t *done;     /* bit per id: result taken by the parent */
-	uint64_t *seen;     /* scratch bits for join's scan */
-	size_t nwords;
+	struct pool_slot *slots; /* task table: ids without a result, by
+	                            id % tcap, linear probing */
+	size_t tcap, tcount;
+	uint32_t join_gen;
 
 	struct pool_failed *failed; /* FIFO of "worker died" results */
 	size_t fhead, fcount, fcap;
@@ -226,15 +235,25 @@ static inline void pool_try_missed(struct mproc_pool *p)
 /* worker.c: the worker's loop, in the child fork() made. */
 _Noreturn void mproc__pool_worker(struct mproc_pool *p);
 
-/* tasks.c */
+/* tasks.c: the task table and the results the parent holds. */
 int mproc__pool_tasks_init(struct mproc_pool *p);
 void mproc__pool_tasks_free(struct mproc_pool *p);
-int mproc__pool_tasks_reserve(struct mproc_pool *p, uint64_t id);
-bool mproc__pool_task_done(const struct mproc_pool *p, uint64_t id);
+/* Room for one more id (before a submit sends): 0 or -ENOMEM. */
+int mproc__pool_tasks_reserve(struct mproc_pool *p);
+/* id was sent: it now waits for its result (room was reserved). */
+void mproc__pool_tasks_add(struct mproc_pool *p, uint64_t id);
+/* Is id submitted and still without a result? */
+bool mproc__pool_task_wanted(const struct mproc_pool *p, uint64_t id);
+/* Record a "worker died" result for id unless it has one (or one is
+ * queued). */
 void mproc__pool_fail(struct mproc_pool *p, uint64_t id, pid_t worker,
                       uint32_t attempts);
+/* A result was just received into rbuf: hold it unless it is a copy. */
 void mproc__pool_accept(struct mproc_pool *p, uint32_t size);
+/* Copy a held or made result to r: 0, -EMSGSIZE, or 1 when none. */
 int mproc__pool_hand_out(struct mproc_pool *p, mproc_result *r);
+/* A join's scan: begin counts nothing as seen; count says whether a
+ * queued result for id is new to this join (and marks it). */
 void mproc__pool_join_begin(struct mproc_pool *p);
 bool mproc__pool_join_count(struct mproc_pool *p, uint64_t id);
 

@@ -1,63 +1,138 @@
 /*
- * tasks.c - the pool's task table, in the parent: which task ids already
- * have their one result (taken from the queue or made by the parent), the
- * "worker died" results waiting to be handed out, and the result the
- * parent holds. A second result for an id (a task run again after its
- * worker died having sent it) is dropped here.
+ * tasks.c - the pool's task table, in the parent: the task ids still
+ * without their one result, the "worker died" results waiting to be
+ * handed out, and the result the parent holds. A second result for an id
+ * (a task run again after its worker died having sent it) is dropped
+ * here.
+ *
+ * The table is a hash set of the ids in flight (submitted, no result
+ * taken yet), open addressing with linear probing, slot id % tcap. Ids are
+ * handed out consecutively, so the ids in flight fall into distinct slots
+ * and a lookup is one probe. It grows past half full and shrinks below an
+ * eighth (never under POOL_TASKS_MIN_SLOTS), so a pool that ran a billion
+ * tasks holds what the ones in flight need, and a join's scan marks ids in
+ * place (join_gen) instead of clearing a bitmap of every id ever used.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "pool.h"
 
-static bool tasks_bit(const uint64_t *bits, uint64_t id)
+static size_t tasks_home(const struct mproc_pool *p, uint64_t id)
 {
-	return (bits[id / 64] >> (id % 64)) & 1u;
+	return (size_t)id & (p->tcap - 1);
 }
 
-static void tasks_set_bit(uint64_t *bits, uint64_t id)
+static struct pool_slot *tasks_find(const struct mproc_pool *p, uint64_t id)
 {
-	bits[id / 64] |= (uint64_t)1 << (id % 64);
+	size_t i;
+
+	if (id == 0)
+		return NULL;
+	for (i = tasks_home(p, id);; i = (i + 1) & (p->tcap - 1)) {
+		if (p->slots[i].id == id)
+			return &p->slots[i];
+		if (p->slots[i].id == 0)
+			return NULL;
+	}
 }
 
-/* Make room in the bitmaps for id, doubling so growth is amortized. */
-int mproc__pool_tasks_reserve(struct mproc_pool *p, uint64_t id)
+/* Put s (an id not in the table) in the first free slot from its home. */
+static void tasks_put(struct mproc_pool *p, const struct pool_slot *s)
 {
-	size_t need = (size_t)(id / 64) + 1, n;
-	uint64_t *d, *s;
+	size_t i = tasks_home(p, s->id);
 
-	if (need <= p->nwords)
-		return 0;
-	n = p->nwords * 2 > need ? p->nwords * 2 : need;
-	d = realloc(p->done, n * sizeof(*d));
-	if (d == NULL)
-		return -ENOMEM;
-	p->done = d;
-	s = realloc(p->seen, n * sizeof(*s));
-	if (s == NULL)
-		return -ENOMEM; /* done grew, but nwords still holds */
-	p->seen = s;
-	memset(p->done + p->nwords, 0, (n - p->nwords) * sizeof(*d));
-	memset(p->seen + p->nwords, 0, (n - p->nwords) * sizeof(*s));
-	p->nwords = n;
-	return 0;
+	while (p->slots[i].id != 0)
+		i = (i + 1) & (p->tcap - 1);
+	p->slots[i] = *s;
+}
+
+/* Move the table to cap slots; false (table unchanged) without memory. */
+static bool tasks_resize(struct mproc_pool *p, size_t cap)
+{
+	struct pool_slot *old = p->slots, *n;
+	size_t i, oldcap = p->tcap;
+
+	n = calloc(cap, sizeof(*n));
+	if (n == NULL)
+		return false;
+	p->slots = n;
+	p->tcap = cap;
+	for (i = 0; i < oldcap; i++)
+		if (old[i].id != 0)
+			tasks_put(p, &old[i]);
+	free(old);
+	return true;
 }
 
 int mproc__pool_tasks_init(struct mproc_pool *p)
 {
-	return mproc__pool_tasks_reserve(p, 64 * POOL_BITMAP_MIN_WORDS - 1);
+	p->slots = calloc(POOL_TASKS_MIN_SLOTS, sizeof(*p->slots));
+	if (p->slots == NULL)
+		return -ENOMEM;
+	p->tcap = POOL_TASKS_MIN_SLOTS;
+	p->tcount = 0;
+	p->join_gen = 0;
+	return 0;
 }
 
 void mproc__pool_tasks_free(struct mproc_pool *p)
 {
-	free(p->done);
-	free(p->seen);
+	free(p->slots);
 	free(p->failed);
+	p->slots = NULL;
+	p->failed = NULL;
 }
 
-bool mproc__pool_task_done(const struct mproc_pool *p, uint64_t id)
+int mproc__pool_tasks_reserve(struct mproc_pool *p)
 {
-	return id == 0 || id > p->next_id || tasks_bit(p->done, id);
+	if ((p->tcount + 1) * 2 <= p->tcap)
+		return 0;
+	return tasks_resize(p, p->tcap * 2) ? 0 : -ENOMEM;
+}
+
+void mproc__pool_tasks_add(struct mproc_pool *p, uint64_t id)
+{
+	struct pool_slot s = { id, 0, 0 };
+
+	tasks_put(p, &s);
+	p->tcount++;
+}
+
+bool mproc__pool_task_wanted(const struct mproc_pool *p, uint64_t id)
+{
+	return tasks_find(p, id) != NULL;
+}
+
+/*
+ * Remove id's slot; false if id is not in the table. Later slots of the
+ * same run move back into the gap when the gap lies between their home
+ * and where they are (cyclically), so every lookup still finds them.
+ */
+static bool tasks_take(struct mproc_pool *p, uint64_t id)
+{
+	struct pool_slot *s = tasks_find(p, id);
+	size_t mask = p->tcap - 1, i, j, k;
+
+	if (s == NULL)
+		return false;
+	i = (size_t)(s - p->slots);
+	for (j = i;;) {
+		j = (j + 1) & mask;
+		if (p->slots[j].id == 0)
+			break;
+		k = tasks_home(p, p->slots[j].id);
+		if (j > i ? (k <= i || k > j) : (k <= i && k > j)) {
+			p->slots[i] = p->slots[j];
+			i = j;
+		}
+	}
+	memset(&p->slots[i], 0, sizeof(p->slots[i]));
+	p->tcount--;
+	/* Give back what a burst took; failing to is harmless. */
+	if (p->tcap > POOL_TASKS_MIN_SLOTS && p->tcount * 8 < p->tcap)
+		tasks_resize(p, p->tcap / 2);
+	return true;
 }
 
 static int tasks_match_id(const mproc_msg *m, void *arg)
@@ -73,9 +148,10 @@ static int tasks_match_id(const mproc_msg *m, void *arg)
 /*
  * tasks_result_queued: a worker may have sent the result and died before
  * lease_done. Its result is in the queue then; look without taking it.
- * The look waits for the lock: a busy lock is no answer. If the queue
- * cannot be read at all, say "not there": the task then gets a "worker
- * died" result, and exactly one result is what matters most.
+ * The look waits for the lock (only the parent takes the result queue's
+ * receive lock, so it is not held for long): a busy lock is no answer. If
+ * the queue cannot be read at all, say "not there": the task then gets a
+ * "worker died" result, and exactly one result is what matters most.
  */
 static bool tasks_result_queued(struct mproc_pool *p, uint64_t id)
 {
@@ -91,13 +167,12 @@ static bool tasks_result_queued(struct mproc_pool *p, uint64_t id)
 	return false;
 }
 
-/* Record a "worker died" result for id unless it has one already. */
 void mproc__pool_fail(struct mproc_pool *p, uint64_t id, pid_t worker,
                       uint32_t attempts)
 {
 	struct pool_failed *f;
 
-	if (id == 0 || id > p->next_id || tasks_bit(p->done, id))
+	if (!mproc__pool_task_wanted(p, id))
 		return;
 	if (tasks_result_queued(p, id))
 		return;
@@ -115,12 +190,10 @@ void mproc__pool_fail(struct mproc_pool *p, uint64_t id, pid_t worker,
 	f->id = id;
 	f->worker = worker;
 	f->attempts = attempts;
-	tasks_set_bit(p->done, id);
-	p->ndone++;
+	tasks_take(p, id);
 	p->c.failed++;
 }
 
-/* A result just taken from the queue into rbuf: keep it unless it's a copy. */
 void mproc__pool_accept(struct mproc_pool *p, uint32_t size)
 {
 	struct pool_rhdr rh;
@@ -128,16 +201,13 @@ void mproc__pool_accept(struct mproc_pool *p, uint32_t size)
 	if (size < sizeof(rh))
 		return;
 	memcpy(&rh, p->rbuf, sizeof(rh));
-	if (rh.id == 0 || rh.id > p->next_id || tasks_bit(p->done, rh.id))
+	if (!tasks_take(p, rh.id))
 		return; /* a second run of a redelivered task */
-	tasks_set_bit(p->done, rh.id);
-	p->ndone++;
 	p->c.finished++;
 	p->held = true;
 	p->held_size = size;
 }
 
-/* Hand out a result the parent holds. 1: none held. */
 int mproc__pool_hand_out(struct mproc_pool *p, mproc_result *r)
 {
 	struct pool_rhdr rh;
@@ -178,18 +248,24 @@ int mproc__pool_hand_out(struct mproc_pool *p, mproc_result *r)
 	return 1;
 }
 
-/* A join starts counting: no id is seen yet. */
 void mproc__pool_join_begin(struct mproc_pool *p)
 {
-	memset(p->seen, 0, (size_t)(p->next_id / 64 + 1) * sizeof(*p->seen));
+	size_t i;
+
+	if (++p->join_gen == 0) {
+		/* Wrapped: old marks could match again. */
+		for (i = 0; i < p->tcap; i++)
+			p->slots[i].seen = 0;
+		p->join_gen = 1;
+	}
 }
 
-/* Join found a result for id in the queue: true if it counts (no result
- * taken for id yet, and not seen before in this join). */
 bool mproc__pool_join_count(struct mproc_pool *p, uint64_t id)
 {
-	if (mproc__pool_task_done(p, id) || tasks_bit(p->seen, id))
+	struct pool_slot *s = tasks_find(p, id);
+
+	if (s == NULL || s->seen == p->join_gen)
 		return false;
-	tasks_set_bit(p->seen, id);
+	s->seen = p->join_gen;
 	return true;
 }
