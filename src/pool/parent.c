@@ -16,15 +16,24 @@
 /* Milliseconds for the next queue wait: at most POOL_SLICE_MS. */
 static int parent_slice(const struct mproc__deadline *d, int slice)
 {
-	int ms = mproc__deadline_ms(d);
-
-	return ms < 0 || ms > slice ? slice : ms;
+	return pool_ms(d, slice);
 }
 
 /* The first wait after the deadline was set: no clock read. */
 static int parent_first_slice(int timeout_ms, int slice)
 {
 	return timeout_ms < 0 || timeout_ms > slice ? slice : timeout_ms;
+}
+
+/* A first wait of ms ran out before d was armed: count it, so the call
+ * does not overrun its timeout by a slice. */
+static void parent_spent(struct mproc__deadline *d, int ms)
+{
+	if (d->armed || d->forever || d->expired)
+		return;
+	d->ms = d->ms > ms ? d->ms - ms : 0;
+	if (d->ms == 0)
+		d->expired = true;
 }
 
 static bool parent_expired(const struct mproc__deadline *d)
@@ -38,20 +47,29 @@ static int parent_timed_out(int timeout_ms)
 	return timeout_ms == MPROC_NOWAIT ? -EAGAIN : -ETIMEDOUT;
 }
 
-static void parent_nap(const struct mproc__deadline *d, int ms)
+/*
+ * parent_stalled: nobody can run a task now. 0: some worker lives, or one
+ * may still be started; -ECHILD: none lives and none may be started
+ * (restarts used up, or stopping); -EAGAIN: none lives and the last fork
+ * failed (a later call tries again).
+ */
+static int parent_stalled(const struct mproc_pool *p)
 {
-	struct timespec ts;
-	int left = parent_slice(d, ms);
+	if (p->alive > 0 || p->state > POOL_STOPPING)
+		return 0;
+	if (!mproc__pool_can_restart(p))
+		return -ECHILD;
+	return p->fork_failed ? -EAGAIN : 0;
+}
 
-	if (left <= 0)
-		return;
-	ts.tv_sec = 0;
-	ts.tv_nsec = (long)left * 1000000L;
-	nanosleep(&ts, NULL);
+/* Calls from any process but the one that started the pool do nothing. */
+static bool parent_ours(const struct mproc_pool *p)
+{
+	return mproc__self_pid() == p->parent;
 }
 
 static int parent_recv_result(struct mproc_pool *p, mproc_match_fn match,
-                            void *arg, int timeout_ms)
+                              void *arg, int timeout_ms)
 {
 	mproc_msg m;
 	int rc;
@@ -71,10 +89,8 @@ static void parent_destroy(struct mproc_pool *p)
 		mproc_close(p->tasks);
 	if (p->results != NULL)
 		mproc_close(p->results);
-	free(p->w);
-	free(p->exits);
+	mproc__pool_procs_free(p);
 	mproc__pool_tasks_free(p);
-	free(p->dead);
 	free(p->sbuf);
 	free(p->tbuf);
 	free(p->rbuf);
@@ -126,7 +142,7 @@ int mproc_pool_start(mproc_pool **pool, mproc_task_fn fn, void *arg,
 		return -ENOMEM;
 	p->fn = fn;
 	p->arg = arg;
-	p->parent = getpid();
+	p->parent = mproc__self_pid();
 	p->state = POOL_RUNNING;
 	p->flags = o.flags;
 	p->max_payload = o.max_payload;
@@ -140,14 +156,18 @@ int mproc_pool_start(mproc_pool **pool, mproc_task_fn fn, void *arg,
 
 	rc = -ENOMEM;
 	p->w = calloc((size_t)o.workers, sizeof(*p->w));
+	if (p->w != NULL)
+		mproc__pool_procs_init(p);
+	p->pfd = calloc((size_t)o.workers, sizeof(*p->pfd));
+	p->pfd_slot = calloc((size_t)o.workers, sizeof(*p->pfd_slot));
 	p->sbuf = malloc(p->tsize);
 	p->tbuf = malloc(p->tsize);
 	p->rbuf = malloc(p->rsize);
 	p->dead = pool_grow(NULL, &p->cap_dead, (size_t)o.workers + 4,
 	                    sizeof(*p->dead));
-	if (p->w == NULL || p->sbuf == NULL || p->tbuf == NULL ||
-	    p->rbuf == NULL || p->dead == NULL ||
-	    mproc__pool_tasks_init(p) < 0)
+	if (p->w == NULL || p->pfd == NULL || p->pfd_slot == NULL ||
+	    p->sbuf == NULL || p->tbuf == NULL || p->rbuf == NULL ||
+	    p->dead == NULL || mproc__pool_tasks_init(p) < 0)
 		goto fail;
 
 	memset(&qo, 0, sizeof(qo));
@@ -170,14 +190,8 @@ int mproc_pool_start(mproc_pool **pool, mproc_task_fn fn, void *arg,
 	return 0;
 
 fail_workers:
-	for (i = 0; i < o.workers; i++) {
-		int st;
-
-		if (p->w[i].pid > 0) {
-			kill(p->w[i].pid, SIGKILL);
-			mproc__pool_waitpid(p->w[i].pid, &st, 0);
-		}
-	}
+	mproc__pool_signal_all(p, SIGKILL);
+	mproc__pool_reap_all(p);
 	rc = rc == -ENOMEM ? -ENOMEM : -EAGAIN;
 fail:
 	parent_destroy(p);
@@ -193,16 +207,23 @@ int mproc_pool_submit(mproc_pool *p, const void *data, size_t size,
 	int rc;
 
 	if (p == NULL || (data == NULL && size > 0) ||
-	    !mproc__timeout_ok(timeout_ms))
+	    !mproc__timeout_ok(timeout_ms) || !parent_ours(p))
 		return -EINVAL;
 	if (p->state != POOL_RUNNING)
 		return -ESHUTDOWN;
 	if (size > p->max_payload)
 		return -EMSGSIZE;
-	th.id = p->next_id + 1;
 	rc = mproc__pool_tasks_reserve(p);
 	if (rc < 0)
 		return rc;
+	/* Set, not armed: the clock is read only if a step has to wait. */
+	mproc__deadline_set(&d, timeout_ms);
+	mproc__pool_sweep(p, false, &d);
+	/* A task nobody can run is refused, not accepted and then failed. */
+	rc = parent_stalled(p);
+	if (rc < 0)
+		return rc;
+	th.id = p->next_id + 1;
 	memcpy(p->sbuf, &th, sizeof(th));
 	if (size > 0)
 		memcpy(p->sbuf + sizeof(th), data, size);
@@ -212,13 +233,9 @@ int mproc_pool_submit(mproc_pool *p, const void *data, size_t size,
 	m.data = p->sbuf;
 	m.size = (uint32_t)(sizeof(th) + size);
 
-	mproc__pool_sweep(p, false);
 	/* Usually there is room: a try without a deadline reads no clock. */
 	rc = mproc_send_msg(p->tasks, &m, MPROC_NOWAIT);
 	if (rc == -EAGAIN && timeout_ms != MPROC_NOWAIT) {
-		/* The deadline starts at the first wait for room (the try
-		 * above waits only for a busy lock, briefly). */
-		mproc__deadline_set(&d, timeout_ms);
 		for (;;) {
 			/* Backpressure: wait in slices so dead workers are
 			 * replaced (and the queue drained) while the caller
@@ -227,11 +244,14 @@ int mproc_pool_submit(mproc_pool *p, const void *data, size_t size,
 			                    parent_slice(&d, POOL_SLICE_MS));
 			if (rc != -ETIMEDOUT && rc != -EAGAIN)
 				break;
+			mproc__pool_sweep(p, true, &d);
+			rc = parent_stalled(p);
+			if (rc < 0)
+				break;
 			if (parent_expired(&d)) {
 				rc = parent_timed_out(timeout_ms);
 				break;
 			}
-			mproc__pool_sweep(p, true);
 		}
 	}
 	if (rc < 0)
@@ -241,10 +261,16 @@ int mproc_pool_submit(mproc_pool *p, const void *data, size_t size,
 	p->c.submitted++;
 	if (task_id != NULL)
 		*task_id = th.id;
-	/* With no worker left to run it, it fails at once. */
-	if (p->alive == 0 && !mproc__pool_can_restart(p))
-		mproc__pool_drain_tasks(p);
 	return 0;
+}
+
+/* What a result or join wait returns when it gives up: -EAGAIN when no
+ * worker can run anything now, else 0 (go on waiting). A pool with no
+ * worker for good has failed its queued tasks instead (sweep), so only
+ * a fork that fails stops the wait here. */
+static int parent_wait_hopeless(const struct mproc_pool *p)
+{
+	return parent_stalled(p) == -EAGAIN ? -EAGAIN : 0;
 }
 
 int mproc_pool_result(mproc_pool *p, mproc_result *r, int timeout_ms)
@@ -254,9 +280,10 @@ int mproc_pool_result(mproc_pool *p, mproc_result *r, int timeout_ms)
 	int rc;
 
 	if (p == NULL || r == NULL || (r->data == NULL && r->capacity > 0) ||
-	    !mproc__timeout_ok(timeout_ms))
+	    !mproc__timeout_ok(timeout_ms) || !parent_ours(p))
 		return -EINVAL;
-	mproc__pool_sweep(p, false);
+	mproc__deadline_set(&d, timeout_ms);
+	mproc__pool_sweep(p, false, &d);
 	rc = mproc__pool_hand_out(p, r);
 	if (rc <= 0)
 		return rc;
@@ -277,9 +304,6 @@ int mproc_pool_result(mproc_pool *p, mproc_result *r, int timeout_ms)
 			return rc;
 		}
 	}
-	/* The deadline starts at the first wait (the try above waits only
-	 * for a busy lock, briefly). */
-	mproc__deadline_set(&d, timeout_ms);
 	for (first = true;; first = false) {
 		rc = mproc__pool_hand_out(p, r);
 		if (rc <= 0)
@@ -287,21 +311,26 @@ int mproc_pool_result(mproc_pool *p, mproc_result *r, int timeout_ms)
 		if (p->collected == p->c.submitted)
 			return -ENOENT;
 		rc = parent_recv_result(p, NULL, NULL,
-		                      first ? parent_first_slice(timeout_ms,
-		                                               POOL_SLICE_MS) :
-		                              parent_slice(&d, POOL_SLICE_MS));
+		                        first ? parent_first_slice(timeout_ms,
+		                                                  POOL_SLICE_MS) :
+		                                parent_slice(&d, POOL_SLICE_MS));
 		if (rc == 0)
 			continue;
 		if (rc != -ETIMEDOUT && rc != -EAGAIN)
 			return rc;
-		mproc__pool_sweep(p, true);
-		if (parent_expired(&d)) {
-			/* A sweep may just have failed a task: hand it out. */
-			rc = mproc__pool_hand_out(p, r);
-			if (rc <= 0)
-				return rc;
+		if (first)
+			parent_spent(&d, parent_first_slice(timeout_ms,
+			                                    POOL_SLICE_MS));
+		mproc__pool_sweep(p, true, &d);
+		/* A sweep may just have failed a task: hand it out. */
+		rc = mproc__pool_hand_out(p, r);
+		if (rc <= 0)
+			return rc;
+		rc = parent_wait_hopeless(p);
+		if (rc < 0)
+			return rc;
+		if (parent_expired(&d))
 			return parent_timed_out(timeout_ms);
-		}
 	}
 }
 
@@ -314,8 +343,9 @@ struct parent_join {
 /*
  * Counts distinct results in the queue and accepts the one completing the
  * set. Counts last for the whole join: only the parent takes results, and
- * a task whose result is queued is never failed (pool_fail looks first),
- * so nothing counted leaves the queue or gets done behind the count.
+ * a task whose result is queued is never failed (mproc__pool_fail looks
+ * first), so nothing counted leaves the queue or gets done behind the
+ * count.
  */
 static int parent_join_match(const mproc_msg *m, void *arg)
 {
@@ -340,10 +370,10 @@ int mproc_pool_join(mproc_pool *p, int timeout_ms)
 	mproc_msg peek;
 	int rc, slice;
 
-	if (p == NULL || !mproc__timeout_ok(timeout_ms))
+	if (p == NULL || !mproc__timeout_ok(timeout_ms) || !parent_ours(p))
 		return -EINVAL;
 	mproc__deadline_set(&d, timeout_ms);
-	mproc__pool_sweep(p, false);
+	mproc__pool_sweep(p, false, &d);
 	if (p->tcount == 0)
 		return 0;
 	j.p = p;
@@ -358,14 +388,15 @@ int mproc_pool_join(mproc_pool *p, int timeout_ms)
 		slice = parent_slice(&d, POOL_SLICE_MS);
 		if (!p->held) {
 			/* rbuf is free: take the result completing the set. */
-			rc = parent_recv_result(p, parent_join_match, &j, slice);
+			rc = parent_recv_result(p, parent_join_match, &j,
+			                        slice);
 		} else {
 			/* rbuf is busy: a zero-byte buffer makes the match
 			 * completing the set return -EMSGSIZE at once and
 			 * leaves the result queued. */
 			memset(&peek, 0, sizeof(peek));
-			rc = mproc_recv(p->results, &peek, parent_join_match, &j,
-			                slice);
+			rc = mproc_recv(p->results, &peek, parent_join_match,
+			                &j, slice);
 			if (rc == -EMSGSIZE)
 				rc = 0;
 		}
@@ -373,44 +404,60 @@ int mproc_pool_join(mproc_pool *p, int timeout_ms)
 			return 0;
 		if (rc != -ETIMEDOUT && rc != -EAGAIN)
 			return rc;
-		mproc__pool_sweep(p, true);
+		mproc__pool_sweep(p, true, &d);
+		if (p->tcount == 0)
+			return 0;
+		rc = parent_wait_hopeless(p);
+		if (rc < 0)
+			return rc;
 		if (parent_expired(&d))
-			return p->tcount == 0 ? 0 :
-			       parent_timed_out(timeout_ms);
+			return parent_timed_out(timeout_ms);
 	}
 }
 
-/* Send one DIE pill per live worker, behind every queued task. */
-static void parent_send_pills(struct mproc_pool *p,
+/*
+ * parent_stopping: send the pills owed (one per live worker, and one per
+ * worker forked since) behind every queued task, and wait until every
+ * worker has ended or the deadline passed.
+ */
+static void parent_stopping(struct mproc_pool *p,
                             const struct mproc__deadline *d)
 {
 	mproc_msg m;
-	int sent = 0, want = p->alive, rc;
+	int rc;
 
 	memset(&m, 0, sizeof(m));
 	m.request = MPROC_DIE;
 	m.recipient = MPROC_ANYONE;
-	while (sent < want) {
-		rc = mproc_send_msg(p->tasks, &m, parent_slice(d, POOL_SLICE_MS));
-		if (rc == 0) {
-			sent++;
-			continue;
+	for (;;) {
+		while (p->pills_owed > 0 && p->alive > 0) {
+			/* A full queue makes this the wait (in slices). */
+			rc = mproc_send_msg(p->tasks, &m,
+			                    parent_slice(d, POOL_SLICE_MS));
+			if (rc == -ETIMEDOUT || rc == -EAGAIN)
+				break;
+			if (rc < 0)
+				p->pills_owed = 1; /* a broken queue: no pills,
+				                      the signals below */
+			p->pills_owed--;
 		}
-		if ((rc != -ETIMEDOUT && rc != -EAGAIN) || parent_expired(d))
+		mproc__pool_sweep(p, true, d);
+		if (p->alive == 0 || parent_expired(d))
 			return;
-		mproc__pool_sweep(p, true);
+		if (p->pills_owed == 0)
+			mproc__pool_wait_exit(p, parent_slice(d, POOL_SLICE_MS));
 	}
 }
 
 /* Wait until every worker has been reaped, or the deadline. */
 static void parent_wait_workers(struct mproc_pool *p,
-                              const struct mproc__deadline *d)
+                                const struct mproc__deadline *d)
 {
 	for (;;) {
-		mproc__pool_sweep(p, true);
+		mproc__pool_sweep(p, true, d);
 		if (p->alive == 0 || parent_expired(d))
 			return;
-		parent_nap(d, POOL_NAP_MS);
+		mproc__pool_wait_exit(p, parent_slice(d, POOL_SLICE_MS));
 	}
 }
 
@@ -419,20 +466,20 @@ int mproc_pool_stop(mproc_pool *p, int timeout_ms, mproc_worker_exit *report,
 {
 	struct mproc__deadline d;
 	size_t i;
-	int st;
 
 	if (p == NULL || !mproc__timeout_ok(timeout_ms) ||
-	    (report == NULL && n > 0))
+	    (report == NULL && n > 0) || !parent_ours(p))
 		return -EINVAL;
 	if (p->state == POOL_STOPPED)
 		return 0;
 	mproc__deadline_set(&d, timeout_ms);
-	mproc__pool_sweep(p, true);
+	mproc__pool_sweep(p, true, &d);
 	p->state = POOL_STOPPING;
-	parent_send_pills(p, &d);
-	parent_wait_workers(p, &d);
+	p->pills_owed = p->alive;
+	parent_stopping(p, &d);
 
 	p->state = POOL_KILLING;
+	p->pills_owed = 0;
 	if (p->alive > 0) {
 		mproc__pool_signal_all(p, SIGTERM);
 		mproc__deadline_set(&d, POOL_KILL_GRACE_MS);
@@ -440,15 +487,14 @@ int mproc_pool_stop(mproc_pool *p, int timeout_ms, mproc_worker_exit *report,
 	}
 	if (p->alive > 0) {
 		mproc__pool_signal_all(p, SIGKILL);
-		for (i = 0; i < (size_t)p->nworkers; i++) {
-			if (p->w[i].pid > 0 &&
-			    mproc__pool_waitpid(p->w[i].pid, &st, 0) == p->w[i].pid)
-				mproc__pool_worker_ended(p, (int)i, st);
-		}
+		mproc__pool_reap_all(p);
 	}
-	/* Nobody is left to run what is still queued. */
-	mproc__pool_drain_tasks(p);
+	/* Nobody is left to run what is still queued: give back what the
+	 * dead held and fail it all. What a busy lock keeps from us now is
+	 * done by later calls (result, join, stats). */
 	p->state = POOL_STOPPED;
+	p->drain_pending = true;
+	mproc__pool_sweep(p, true, NULL);
 
 	for (i = 0; i < n && i < p->nexits; i++)
 		report[i] = p->exits[i];
@@ -457,10 +503,9 @@ int mproc_pool_stop(mproc_pool *p, int timeout_ms, mproc_worker_exit *report,
 
 int mproc_pool_stats(mproc_pool *p, mproc_pool_counts *st)
 {
-	if (p == NULL || st == NULL)
+	if (p == NULL || st == NULL || !parent_ours(p))
 		return -EINVAL;
-	if (p->state != POOL_STOPPED)
-		mproc__pool_sweep(p, false);
+	mproc__pool_sweep(p, true, NULL);
 	*st = p->c;
 	st->pending = p->c.submitted - p->collected;
 	st->workers_alive = p->alive;
@@ -472,10 +517,9 @@ int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, size_t n)
 	size_t k = 0;
 	int i;
 
-	if (p == NULL || (pids == NULL && n > 0))
+	if (p == NULL || (pids == NULL && n > 0) || !parent_ours(p))
 		return -EINVAL;
-	if (p->state != POOL_STOPPED)
-		mproc__pool_sweep(p, false);
+	mproc__pool_sweep(p, true, NULL);
 	for (i = 0; i < p->nworkers; i++) {
 		if (p->w[i].pid > 0) {
 			if (k < n)
@@ -488,11 +532,9 @@ int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, size_t n)
 
 int mproc_pool_free(mproc_pool *p)
 {
-	if (p == NULL)
+	if (p == NULL || !parent_ours(p))
 		return -EINVAL;
-	/* In a process forked from the parent the workers are not ours to
-	 * stop: only this copy of the memory goes. */
-	if (p->state != POOL_STOPPED && getpid() == p->parent)
+	if (p->state != POOL_STOPPED)
 		mproc_pool_stop(p, 1000, NULL, 0);
 	parent_destroy(p);
 	return 0;

@@ -19,7 +19,7 @@ static void worker_check_parent(const struct mproc_pool *p)
 
 /* Run one DO task (in tbuf) and send its result; the lease is still held. */
 static void worker_run(struct mproc_pool *p, const mproc_msg *m,
-                     const struct mproc__lease *lease)
+                       const struct mproc__lease *lease)
 {
 	struct pool_thdr th;
 	struct pool_rhdr rh;
@@ -78,7 +78,7 @@ _Noreturn void mproc__pool_worker(struct mproc_pool *p)
 	uint64_t next_check, now;
 	sigset_t set;
 	mproc_msg m;
-	int rc;
+	int rc, i;
 
 	/* stop ends stragglers with SIGTERM: a handler or mask inherited from
 	 * the caller's process must not defeat it. */
@@ -89,6 +89,10 @@ _Noreturn void mproc__pool_worker(struct mproc_pool *p)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	/* The parent's pidfds of the other workers are not ours to hold. */
+	for (i = 0; i < p->nworkers; i++)
+		if (p->w[i].pidfd >= 0)
+			close(p->w[i].pidfd);
 
 	next_check = pool_coarse_ns() + POOL_PARENT_CHECK_NS;
 	for (;;) {
