@@ -155,7 +155,7 @@ struct pool_failed {
 
 /* A task id still without its result, in the task table. */
 struct pool_slot {
-	uint64_t id;   /* 0: free */
+	uint64_t id;   /* 0: free; UINT64_MAX: free, but probes go on */
 	uint32_t seen; /* the join (p->join_gen) that counted its result */
 	uint32_t unused;
 };
@@ -197,7 +197,7 @@ struct mproc_pool {
 	uint64_t collected; /* results handed to the caller */
 	struct pool_slot *slots; /* task table: ids without a result, by
 	                            id % tcap, linear probing */
-	size_t tcap, tcount;
+	size_t tcap, tcount, tused; /* slots, live ids, live + tombstones */
 	uint32_t join_gen;
 
 	struct pool_failed *failed; /* FIFO of "worker died" results */

@@ -8,15 +8,21 @@
  * The table is a hash set of the ids in flight (submitted, no result
  * taken yet), open addressing with linear probing, slot id % tcap. Ids are
  * handed out consecutively, so the ids in flight fall into distinct slots
- * and a lookup is one probe. It grows past half full and shrinks below an
- * eighth (never under POOL_TASKS_MIN_SLOTS), so a pool that ran a billion
- * tasks holds what the ones in flight need, and a join's scan marks ids in
- * place (join_gen) instead of clearing a bitmap of every id ever used.
+ * and a lookup is one probe. A taken id leaves a tombstone (moving later
+ * slots back would walk the whole run of ids in flight on every result);
+ * a new id's home is usually the tombstone of the id tcap before it, so
+ * tombstones seldom pile up, and a rebuild clears them when they do. The
+ * table grows past a quarter live and shrinks below an eighth (never
+ * under POOL_TASKS_MIN_SLOTS), so a pool that ran a billion tasks holds
+ * what the ones in flight need, and a join's scan marks ids in place
+ * (join_gen) instead of clearing a bitmap of every id ever used.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "pool.h"
+
+#define TASKS_TOMB UINT64_MAX /* a taken id's slot (ids never get there) */
 
 static size_t tasks_home(const struct mproc_pool *p, uint64_t id)
 {
@@ -29,6 +35,7 @@ static struct pool_slot *tasks_find(const struct mproc_pool *p, uint64_t id)
 
 	if (id == 0)
 		return NULL;
+	/* Ends: at most half the slots are used, so an empty one comes. */
 	for (i = tasks_home(p, id);; i = (i + 1) & (p->tcap - 1)) {
 		if (p->slots[i].id == id)
 			return &p->slots[i];
@@ -37,17 +44,21 @@ static struct pool_slot *tasks_find(const struct mproc_pool *p, uint64_t id)
 	}
 }
 
-/* Put s (an id not in the table) in the first free slot from its home. */
+/* Put s (an id not in the table) in the first free or dead slot from its
+ * home. */
 static void tasks_put(struct mproc_pool *p, const struct pool_slot *s)
 {
 	size_t i = tasks_home(p, s->id);
 
-	while (p->slots[i].id != 0)
+	while (p->slots[i].id != 0 && p->slots[i].id != TASKS_TOMB)
 		i = (i + 1) & (p->tcap - 1);
+	if (p->slots[i].id == 0)
+		p->tused++;
 	p->slots[i] = *s;
 }
 
-/* Move the table to cap slots; false (table unchanged) without memory. */
+/* Move the table to cap slots, without tombstones; false (table
+ * unchanged) without memory. */
 static bool tasks_resize(struct mproc_pool *p, size_t cap)
 {
 	struct pool_slot *old = p->slots, *n;
@@ -58,8 +69,9 @@ static bool tasks_resize(struct mproc_pool *p, size_t cap)
 		return false;
 	p->slots = n;
 	p->tcap = cap;
+	p->tused = 0;
 	for (i = 0; i < oldcap; i++)
-		if (old[i].id != 0)
+		if (old[i].id != 0 && old[i].id != TASKS_TOMB)
 			tasks_put(p, &old[i]);
 	free(old);
 	return true;
@@ -72,6 +84,7 @@ int mproc__pool_tasks_init(struct mproc_pool *p)
 		return -ENOMEM;
 	p->tcap = POOL_TASKS_MIN_SLOTS;
 	p->tcount = 0;
+	p->tused = 0;
 	p->join_gen = 0;
 	return 0;
 }
@@ -86,9 +99,13 @@ void mproc__pool_tasks_free(struct mproc_pool *p)
 
 int mproc__pool_tasks_reserve(struct mproc_pool *p)
 {
-	if ((p->tcount + 1) * 2 <= p->tcap)
+	if ((p->tused + 1) * 2 <= p->tcap)
 		return 0;
-	return tasks_resize(p, p->tcap * 2) ? 0 : -ENOMEM;
+	/* Half used: grow if a quarter is live, else sweep the tombstones
+	 * out at the same size. */
+	return tasks_resize(p, (p->tcount + 1) * 4 > p->tcap ? p->tcap * 2
+	                                                    : p->tcap)
+	       ? 0 : -ENOMEM;
 }
 
 void mproc__pool_tasks_add(struct mproc_pool *p, uint64_t id)
@@ -104,30 +121,15 @@ bool mproc__pool_task_wanted(const struct mproc_pool *p, uint64_t id)
 	return tasks_find(p, id) != NULL;
 }
 
-/*
- * Remove id's slot; false if id is not in the table. Later slots of the
- * same run move back into the gap when the gap lies between their home
- * and where they are (cyclically), so every lookup still finds them.
- */
+/* Remove id, leaving a tombstone; false if id is not in the table. */
 static bool tasks_take(struct mproc_pool *p, uint64_t id)
 {
 	struct pool_slot *s = tasks_find(p, id);
-	size_t mask = p->tcap - 1, i, j, k;
 
 	if (s == NULL)
 		return false;
-	i = (size_t)(s - p->slots);
-	for (j = i;;) {
-		j = (j + 1) & mask;
-		if (p->slots[j].id == 0)
-			break;
-		k = tasks_home(p, p->slots[j].id);
-		if (j > i ? (k <= i || k > j) : (k <= i && k > j)) {
-			p->slots[i] = p->slots[j];
-			i = j;
-		}
-	}
-	memset(&p->slots[i], 0, sizeof(p->slots[i]));
+	s->id = TASKS_TOMB;
+	s->seen = 0;
 	p->tcount--;
 	/* Give back what a burst took; failing to is harmless. */
 	if (p->tcap > POOL_TASKS_MIN_SLOTS && p->tcount * 8 < p->tcap)
