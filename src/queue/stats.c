@@ -262,8 +262,12 @@ int mproc__queue_stats(mproc_conn *c, mproc_stats *out)
 	if (q->flags & MPROC_QUEUE_MANUAL_DONE) {
 		/* Takers that are gone no longer count (join forgets them). */
 		struct queue_dead_takers dead;
+		uint64_t held = mproc__queue_takers_sum(q, &dead);
 
-		out->unfinished += mproc__queue_takers_sum(q, &dead);
+		/* Every task held was taken, so counted in gone. */
+		if (held > v.w[QC_GONE])
+			return -EPROTO;
+		out->unfinished += held;
 	}
 	out->sent = v.sent;
 	out->received = v.w[QC_RECEIVED];
