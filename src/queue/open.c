@@ -145,7 +145,9 @@ int mproc__queue_attach(mproc_conn **out, void *base, size_t len)
 	flags = LOAD(&s->flags);
 	if (cap == 0 || cap % 8 != 0 || cap > MPROC_QUEUE_MAX_CAPACITY ||
 	    cap != len - MPROC__QUEUE_HDR || cap < mproc__rec_len(max_payload) ||
-	    (flags & ~(uint32_t)MPROC_QUEUE_MANUAL_DONE) != 0)
+	    (flags & ~(uint32_t)MPROC_QUEUE_MANUAL_DONE) != 0 ||
+	    mproc__lock_check(&s->send.lock) < 0 ||
+	    mproc__lock_check(&s->recv.lock) < 0)
 		return -EPROTO;
 	q = calloc(1, sizeof(*q));
 	if (q == NULL)

@@ -31,6 +31,21 @@
  * under the locks instead (held for the copy only). Returns 0 or a
  * negative errno.
  */
+static int queue_side_read(const struct mproc__side *sd, unsigned n,
+                           uint64_t *out, uint32_t *seq, unsigned try)
+{
+	if (mproc__side_snapshot(sd, n, out, seq) == 0)
+		return 0;
+	/* A commit that stays pending under a live holder (stopped in the
+	 * middle of it): what it will leave. A dead holder's or an
+	 * ownerless pending journal goes to the lock, which repairs or
+	 * refuses it. */
+	if (try >= QUEUE_SNAPSHOT_TRIES / 2 && mproc__lock_held_live(&sd->lock) &&
+	    mproc__side_pending_snapshot(sd, n, out, seq) == 0)
+		return 0;
+	return -EAGAIN;
+}
+
 static int queue_snapshot(struct queue_conn *q, struct queue_view *v,
                           uint32_t *seq)
 {
@@ -46,8 +61,10 @@ static int queue_snapshot(struct queue_conn *q, struct queue_view *v,
 	for (i = 0; i < QUEUE_SNAPSHOT_TRIES; i++) {
 		if (i > 0)
 			mproc__pause();
-		if (mproc__side_snapshot(&s->recv, QC_WORDS, v->w, &seq[0]) < 0 ||
-		    mproc__side_snapshot(&s->send, QP_WORDS, p, &seq[1]) < 0)
+		/* After a few tries, a side that stays mid-commit (its writer
+		 * stopped or dead there) is read as that commit leaves it. */
+		if (queue_side_read(&s->recv, QC_WORDS, v->w, &seq[0], i) < 0 ||
+		    queue_side_read(&s->send, QP_WORDS, p, &seq[1], i) < 0)
 			continue;
 		v->sent = p[QP_SENT];
 		v->tail = p[QP_TAIL];
@@ -250,7 +267,8 @@ int mproc__queue_stats(mproc_conn *c, mproc_stats *out)
 		return orphans;
 	/* A ring that stood still while it was walked (both sides' seq as
 	 * at the snapshot) must hold what the counts say: else corrupt. */
-	if (!(seq[0] & 1) && ACQUIRE(&s->recv.journal.seq) == seq[0] &&
+	if (!(seq[0] & 1) && !(seq[1] & 1) &&
+	    ACQUIRE(&s->recv.journal.seq) == seq[0] &&
 	    ACQUIRE(&s->send.journal.seq) == seq[1] &&
 	    (counts[0] != queue_queued(&v) || counts[1] != v.w[QC_LEASED] ||
 	     counts[2] != 0))
