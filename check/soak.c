@@ -1,7 +1,10 @@
 /*
  * soak.c - mproc-soak: producers, consumers and a worker pool run for a
  * given number of seconds while a chaos thread SIGKILLs random children at
- * random moments. At the end it checks:
+ * random moments, and now and then stops a pool worker with SIGSTOP for up
+ * to 1.5 s (it may be holding the task queue's lock, so the pool must give
+ * a killed worker's tasks back later, without any call waiting for it).
+ * At the end it checks:
  *
  *   - every message whose send returned 0 was received, whole, at least
  *     once (the consumers' predicate checks each message's checksum in the
@@ -13,6 +16,7 @@
  *     returns at once;
  *   - every pool task got exactly one result (its checksum, or
  *     MPROC_TASK_WORKER_DIED after too many deaths);
+ *   - no pool call made with timeout 0 took a second or more;
  *   - no process is left behind (waitpid(-1) says ECHILD).
  *
  * Usage: mproc-soak [SECONDS]   (default: MPROC_STRESS_SECONDS, else 5)
@@ -168,7 +172,9 @@ static int nworkers;
 static mproc_pool *pool;
 static pthread_mutex_t pids_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int chaos_on = 1;
-static _Atomic uint64_t kills;
+static _Atomic uint64_t kills, stops;
+static pid_t stopped;          /* a worker chaos stopped (SIGSTOP), or 0 */
+static long long stopped_until; /* when chaos continues it */
 
 static void *chaos(void *arg)
 {
@@ -180,6 +186,18 @@ static void *chaos(void *arg)
 
 		usleep((useconds_t)(rand_r(&seed) % 20000));
 		pthread_mutex_lock(&pids_mu);
+		if (stopped > 0 && now_ms() >= stopped_until) {
+			kill(stopped, SIGCONT);
+			stopped = 0;
+		} else if (stopped == 0 && rand_r(&seed) % 16 == 0 &&
+		           (n = nworkers) > 0) {
+			stopped = workers[rand_r(&seed) % n];
+			stopped_until = now_ms() + 100 + rand_r(&seed) % 1400;
+			if (kill(stopped, SIGSTOP) == 0)
+				atomic_fetch_add(&stops, 1);
+			else
+				stopped = 0;
+		}
 		if (r == 0)
 			victim = prods[rand_r(&seed) % NPROD];
 		else if (r == 1)
@@ -236,6 +254,7 @@ int main(int argc, char **argv)
 	unsigned seed = (unsigned)getpid();
 	uint64_t submitted = 0, results = 0, died = 0, bad_results = 0;
 	uint64_t lost = 0, sent_ok = 0, redelivered_extra;
+	long long t0, slowest = 0; /* the longest pool call with timeout 0 */
 	mproc_stats st;
 	pthread_t th;
 	long long end;
@@ -276,13 +295,24 @@ int main(int argc, char **argv)
 			uint8_t data[64];
 
 			memset(data, (int)(submitted & 0xff), sizeof(data));
-			if (mproc_pool_submit(pool, data, sizeof(data), &id, 0) != 0)
+			t0 = now_ms();
+			rc = mproc_pool_submit(pool, data, sizeof(data), &id, 0);
+			if (now_ms() - t0 > slowest)
+				slowest = now_ms() - t0;
+			if (rc != 0)
 				break;
 			submitted++;
 		}
-		while (mproc_pool_result(pool, &r, 0) == 0) {
+		for (;;) {
 			uint8_t data[64];
 			uint64_t h;
+
+			t0 = now_ms();
+			rc = mproc_pool_result(pool, &r, 0);
+			if (now_ms() - t0 > slowest)
+				slowest = now_ms() - t0;
+			if (rc != 0)
+				break;
 
 			results++;
 			if (r.task_id >= (1u << 22) || task_seen[r.task_id]++) {
@@ -304,6 +334,8 @@ int main(int argc, char **argv)
 	/* Wind down: chaos off, producers stop, consumers drain, pool ends. */
 	atomic_store(&chaos_on, 0);
 	pthread_join(th, NULL);
+	if (stopped > 0)
+		kill(stopped, SIGCONT);
 	atomic_store(&sh->stop_producers, 1);
 	for (i = 0; i < NPROD; i++) {
 		if (prods[i] > 0)
@@ -379,21 +411,26 @@ int main(int argc, char **argv)
 	       "pool: %llu submitted, %llu results, %llu bad",
 	       (unsigned long long)submitted, (unsigned long long)results,
 	       (unsigned long long)bad_results);
+	EXPECT(slowest < 1000, "a pool call with timeout 0 took %lld ms",
+	       slowest);
 	EXPECT(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD,
 	       "a child process was left behind");
 
-	printf("mproc-soak: %d s, %llu kill -9 sent, %llu queue recoveries\n",
+	printf("mproc-soak: %d s, %llu kill -9 sent, %llu workers stopped a "
+	       "while, %llu queue recoveries\n",
 	       seconds, (unsigned long long)atomic_load(&kills),
+	       (unsigned long long)atomic_load(&stops),
 	       (unsigned long long)st.recoveries);
 	printf("mproc-soak: queue: %llu messages acknowledged, all received "
 	       "whole: %s; %llu delivered again after a taker died\n",
 	       (unsigned long long)sent_ok, lost ? "NO" : "yes",
 	       (unsigned long long)redelivered_extra);
 	printf("mproc-soak: pool: %llu tasks, %llu results, %llu redelivered, "
-	       "%llu failed after worker deaths, %llu workers restarted\n",
+	       "%llu failed after worker deaths, %llu workers restarted, "
+	       "slowest call with timeout 0: %lld ms\n",
 	       (unsigned long long)submitted, (unsigned long long)results,
 	       (unsigned long long)pc.redelivered, (unsigned long long)died,
-	       (unsigned long long)pc.restarts);
+	       (unsigned long long)pc.restarts, slowest);
 	printf("%d passed, %d failed\n", passed, failed);
 	mproc_close(q);
 	munmap(sh, sizeof(*sh));

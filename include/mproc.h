@@ -497,18 +497,22 @@ typedef struct mproc_result {
 /* How a worker ended, filled by mproc_pool_stop. */
 typedef struct mproc_worker_exit {
 	pid_t pid;
-	int status;       /* as from waitpid() */
-	int how;          /* MPROC_EXIT_DIE, _TERM, _KILL, _CRASHED */
+	int status;       /* as from waitpid(); -1 when unknown */
+	int how;          /* MPROC_EXIT_DIE, _TERM, _KILL, _CRASHED, _UNKNOWN */
 } mproc_worker_exit;
 
 #define MPROC_EXIT_DIE     1 /* took its DIE pill and exited */
 #define MPROC_EXIT_TERM    2 /* ended by SIGTERM from stop */
 #define MPROC_EXIT_KILL    3 /* ended by SIGKILL from stop */
 #define MPROC_EXIT_CRASHED 4 /* died on its own while the pool ran */
+#define MPROC_EXIT_UNKNOWN 5 /* reaped by someone else (SIGCHLD ignored, a
+                                wait for any child): status -1, nothing
+                                known of how it ended */
 
 /* finished and failed are counted when the pool takes a result from its
  * queue (in mproc_pool_result or mproc_pool_join), so they can lag behind
- * results still queued. */
+ * results still queued. fork_failures counts every fork of a worker (at a
+ * restart) that failed; the pool tries again at its next calls. */
 typedef struct mproc_pool_counts {
 	uint64_t submitted;
 	uint64_t finished;    /* results with a status from fn */
@@ -517,6 +521,7 @@ typedef struct mproc_pool_counts {
 	uint64_t restarts;    /* replacement workers started */
 	uint64_t pending;     /* submitted, result not yet collected */
 	int workers_alive;
+	uint64_t fork_failures; /* forks of a worker that failed */
 } mproc_pool_counts;
 
 /*
@@ -526,12 +531,22 @@ typedef struct mproc_pool_counts {
  * -ENOMEM or -EAGAIN (fork failed).
  * Ownership: the caller owns *pool until mproc_pool_stop + mproc_pool_free;
  * arg is borrowed by the workers (each has its own copy after fork).
- * Fork: call from the parent; workers must not call pool functions.
- * The pool reaps only its own workers (waitpid on their pids). Workers
- * reset SIGTERM to its default and unblock it, and _exit(70) when their
- * parent dies. The pool is driven by the parent's calls from one thread at
- * a time; mproc_pool_free in any other process frees only that process's
- * memory.
+ * Fork: only the process that called mproc_pool_start drives the pool:
+ * every pool call (mproc_pool_free included) from any other process, a
+ * worker or a child forked later, returns -EINVAL and touches nothing;
+ * such a process's copy of the pool goes with it.
+ * Workers are tracked by pidfd (Linux >= 5.3; one descriptor per worker,
+ * close-on-exec, closed in the workers): a worker reaped by someone else
+ * (SIGCHLD set to SIG_IGN, a waitpid(-1) elsewhere) is still seen to end,
+ * with status -1 and how MPROC_EXIT_UNKNOWN, and a later process reusing
+ * its pid is never taken for it nor signalled. Where pidfd_open fails
+ * (older kernels, no descriptor left) a worker is tracked by pid
+ * (waitpid(pid, WNOHANG), kill): a worker reaped elsewhere still ends
+ * with status unknown, but if its pid is reused by another child of the
+ * program before the pool looks, the pool takes that child for it. The
+ * pool reaps only its own workers. Workers reset SIGTERM to its default
+ * and unblock it, and _exit(70) when their parent dies. The pool is driven
+ * by the parent's calls from one thread at a time.
  */
 int mproc_pool_start(mproc_pool **pool, mproc_task_fn fn, void *arg,
                      const mproc_pool_opts *opts);
@@ -539,8 +554,13 @@ int mproc_pool_start(mproc_pool **pool, mproc_task_fn fn, void *arg,
 /*
  * mproc_pool_submit copies a DO task (data, size bytes) into the task queue
  * and stores its id in *task_id (may be NULL). Waits for room up to
- * timeout_ms (backpressure). Returns 0, -EAGAIN, -ETIMEDOUT, -EINVAL,
- * -EMSGSIZE (over max_payload) or -ESHUTDOWN (pool stopped).
+ * timeout_ms (backpressure). Returns 0, -EAGAIN (no room with
+ * MPROC_NOWAIT; or, whatever the timeout, no worker is alive and forking
+ * one failed: try again later), -ETIMEDOUT, -ECHILD (no worker is alive
+ * and none may be restarted: nobody could run it), -EINVAL (also: called
+ * from a process other than the one that started the pool), -EMSGSIZE
+ * (over max_payload), -ENOMEM (the table of tasks in flight could not
+ * grow) or -ESHUTDOWN (pool stopped). On any error no task was taken.
  * Results not collected fill the result queue and stall the workers; a
  * caller that submits with MPROC_FOREVER must collect results in between
  * (or size the queues for the whole batch). The same holds for
@@ -553,23 +573,30 @@ int mproc_pool_submit(mproc_pool *pool, const void *data, size_t size,
  * mproc_pool_result takes the next result, waiting up to timeout_ms, and
  * copies its payload into r->data (r->capacity bytes). Restarts dead
  * workers and redelivers (or fails) their tasks while it waits. Returns 0,
- * -EAGAIN, -ETIMEDOUT, -EMSGSIZE (r->size set, result kept), -EINVAL, or
- * -ENOENT when no submitted task is still without a collected result.
+ * -EAGAIN (none ready with MPROC_NOWAIT; or, whatever the timeout, none
+ * ready and no worker is alive and forking one failed: the tasks stay
+ * queued and run once a later call manages to fork one), -ETIMEDOUT,
+ * -EMSGSIZE (r->size set, result kept), -EINVAL, or -ENOENT when no
+ * submitted task is still without a collected result.
  */
 int mproc_pool_result(mproc_pool *pool, mproc_result *r, int timeout_ms);
 
 /*
  * mproc_pool_join waits until every submitted task has a result ready or
- * collected, up to timeout_ms. Returns 0, -EAGAIN, -ETIMEDOUT or -EINVAL.
+ * collected, up to timeout_ms. Returns 0, -EAGAIN (not all ready with
+ * MPROC_NOWAIT; or, whatever the timeout, no worker is alive and forking
+ * one failed, as for mproc_pool_result), -ETIMEDOUT or -EINVAL.
  */
 int mproc_pool_join(mproc_pool *pool, int timeout_ms);
 
 /*
- * mproc_pool_stop sends one DIE pill per worker; workers finish the tasks
- * queued before the pills and exit. After timeout_ms, workers still alive
- * get SIGTERM, and 1 second later SIGKILL. Every worker is reaped. Results
- * not yet collected stay collectable. If report is not NULL, up to n
- * entries are filled with how each worker ended. Calling stop twice
+ * mproc_pool_stop sends one DIE pill per worker (and one to each worker it
+ * forks meanwhile to replace one that crashed); workers finish the tasks
+ * queued before the pills and exit. It returns as soon as every worker is
+ * reaped. After timeout_ms, workers still alive get SIGTERM, and 1 second
+ * later SIGKILL. Tasks nobody ran get MPROC_TASK_WORKER_DIED results.
+ * Results not yet collected stay collectable. If report is not NULL, up
+ * to n entries are filled with how each worker ended. Calling stop twice
  * returns 0 and does nothing the second time.
  * Returns how many workers ended over the pool's life (crashed ones
  * included; may be more than n), 0 when called again, or -EINVAL.
@@ -577,7 +604,8 @@ int mproc_pool_join(mproc_pool *pool, int timeout_ms);
 int mproc_pool_stop(mproc_pool *pool, int timeout_ms,
                     mproc_worker_exit *report, size_t n);
 
-/* mproc_pool_stats fills *st. Returns 0 or -EINVAL. */
+/* mproc_pool_stats fills *st (after a look for workers that ended).
+ * Returns 0 or -EINVAL. */
 int mproc_pool_stats(mproc_pool *pool, mproc_pool_counts *st);
 
 /* mproc_pool_worker_pids copies up to n live worker pids into pids and
@@ -586,7 +614,8 @@ int mproc_pool_worker_pids(mproc_pool *pool, pid_t *pids, size_t n);
 
 /*
  * mproc_pool_free stops the pool if it is running (as mproc_pool_stop with
- * a 1 second timeout) and frees it. Returns 0 or -EINVAL.
+ * a 1 second timeout) and frees it. Returns 0 or -EINVAL (also from a
+ * process other than the one that started the pool, which frees nothing).
  */
 int mproc_pool_free(mproc_pool *pool);
 

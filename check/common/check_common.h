@@ -1,6 +1,11 @@
 /*
  * check_common.h - helpers shared by the Check suites: forking children
- * that are always reaped, asserting how they ended, bounded waits.
+ * that are always reaped, asserting how they ended, bounded waits, shared
+ * scratch memory, sends and receives with a timeout, a queue's state.
+ *
+ * Also in check/common/: check_rng.h (random helpers), check_pay.h
+ * (payloads that prove themselves whole), check_errnos.h (the errno
+ * lists), check_layout.h (a queue's mapping, for the tests that poke it).
  */
 #ifndef MPROC_CHECK_COMMON_H
 #define MPROC_CHECK_COMMON_H
@@ -11,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +70,17 @@ static inline int check_wait_child(pid_t pid, int timeout_ms)
 		ck_assert_msg(WIFEXITED(st_) && WEXITSTATUS(st_) == 0,        \
 		              "child %d ended badly: status 0x%x", (int)(pid), \
 		              st_);                                           \
+	} while (0)
+
+/* Reap pid and assert it was killed by SIGKILL. */
+#define check_reap_killed(pid)                                                \
+	do {                                                                  \
+		int st_ = check_wait_child((pid), 10000);                     \
+		ck_assert_msg(st_ >= 0, "child %d did not end in time",      \
+		              (int)(pid));                                    \
+		ck_assert_msg(WIFSIGNALED(st_) && WTERMSIG(st_) == SIGKILL,   \
+		              "child %d was not killed: status 0x%x",         \
+		              (int)(pid), st_);                               \
 	} while (0)
 
 /* In a child: fail with a message and exit code 1. */
@@ -148,6 +165,50 @@ static inline int check_wait_zombie(pid_t pid, int timeout_ms)
 	}
 }
 
+/* 1 when /proc says pid is asleep in the kernel (S), 0 otherwise. */
+static inline int check_proc_sleeping(pid_t pid)
+{
+	return check_proc_state(pid) == 'S';
+}
+
+/*
+ * shm_alloc maps len zeroed bytes shared with the children forked after
+ * it (MAP_SHARED | MAP_ANONYMOUS), or the test fails. munmap it when done.
+ */
+static inline void *shm_alloc(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_msg(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	return p;
+}
+
+/* mproc_send_msg of a message made from the arguments, with a timeout
+ * (mproc_send waits for ever). Returns what it returned. */
+static inline int send_t(mproc_conn *c, int32_t req, pid_t to,
+                         const void *data, size_t size, int timeout_ms)
+{
+	mproc_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.request = req;
+	m.recipient = to;
+	m.data = (void *)data;
+	m.size = (uint32_t)size;
+	return mproc_send_msg(c, &m, timeout_ms);
+}
+
+/* mproc_recv into buf (cap bytes) through m. Returns what it returned. */
+static inline int recv_t(mproc_conn *c, mproc_msg *m, void *buf, size_t cap,
+                         mproc_match_fn match, void *arg, int timeout_ms)
+{
+	memset(m, 0, sizeof(*m));
+	m->data = buf;
+	m->capacity = (uint32_t)cap;
+	return mproc_recv(c, m, match, arg, timeout_ms);
+}
+
 /* Seconds for stress tests: MPROC_STRESS_SECONDS, default 5. */
 static inline int check_stress_seconds(void)
 {
@@ -178,6 +239,46 @@ static inline mproc_stats stats_of(mproc_conn *q)
 
 	ck_assert_msg(rc == 0, "mproc_queue_stats: %s", mproc_strerror(rc));
 	return st;
+}
+
+/*
+ * check_drained: after the last message was taken, nothing is queued or
+ * unfinished, every message sent was received, the queue says it is
+ * empty and a join returns at once.
+ */
+static inline void check_drained(mproc_conn *q)
+{
+	mproc_stats st = stats_of(q);
+	int rc;
+
+	ck_assert_msg(st.queued == 0 && st.bytes == 0 && st.unfinished == 0,
+	              "after draining: queued %llu bytes %llu unfinished %llu",
+	              (unsigned long long)st.queued,
+	              (unsigned long long)st.bytes,
+	              (unsigned long long)st.unfinished);
+	ck_assert_msg(st.sent == st.received, "sent %llu != received %llu",
+	              (unsigned long long)st.sent,
+	              (unsigned long long)st.received);
+	ck_assert_int_eq(mproc_queue_empty(q), 1);
+	rc = mproc_queue_join(q, MPROC_NOWAIT);
+	ck_assert_msg(rc == 0, "join after draining: %s", mproc_strerror(rc));
+}
+
+/* check_drained, where nobody died holding a lock: no repair either. */
+static inline void check_drained_no_repair(mproc_conn *q)
+{
+	check_drained(q);
+	ck_assert_uint_eq(stats_of(q).recoveries, 0);
+}
+
+/* A test case of suite s with the suites' timeout. */
+static inline TCase *check_tcase(Suite *s, const char *name)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	suite_add_tcase(s, tc);
+	return tc;
 }
 
 /* Run one suite; exit status for automake. */

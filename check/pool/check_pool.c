@@ -8,18 +8,21 @@
  * array made before the pool starts, so a redelivered task succeeds.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "check_common.h"
-#include "internal.h" /* mproc__pid_gone */
+#include "internal.h"  /* mproc__pid_gone, the queue's lock */
+#include "pool/pool.h" /* the pool's task queue, for a test holding its lock */
 
 enum action {
 	ACT_ECHO,         /* result: idx + payload ^ 0x5a; status idx % 7 */
@@ -33,6 +36,9 @@ enum action {
 	                       it is committed (the queue's crash hook) */
 	ACT_HANG,         /* never return */
 	ACT_HANG_NOTERM,  /* never return, ignoring SIGTERM */
+	ACT_HANG_ONCE,    /* first time: note the worker's pid, never return */
+	ACT_POOL_CALL,    /* call mproc_pool_stats on the pool named in the
+	                     payload (a pointer), status: what it returned */
 };
 
 struct task_hdr {
@@ -45,8 +51,12 @@ struct task_hdr {
 #define MAX_TASKS 8192
 #define PAYLOAD_MAX 4096
 
-/* Shared with the workers: set once a "once" task has killed a worker. */
+/* Shared with the workers: set once a "once" task has killed a worker;
+ * after the MAX_TASKS flags, the pid of the worker hanging in
+ * ACT_HANG_ONCE. */
 static uint32_t *shared_once;
+#define SHARED_WORDS (MAX_TASKS + 16)
+#define hang_pid (shared_once[MAX_TASKS])
 
 static void *shared_map(size_t n)
 {
@@ -125,6 +135,23 @@ static int task_fn(const mproc_msg *task, mproc_msg *result, void *arg)
 			mproc__crash_countdown = 1;
 		}
 		break;
+	case ACT_HANG_ONCE:
+		if (!first_time(h.idx))
+			break;
+		__atomic_store_n(&hang_pid, (uint32_t)getpid(),
+		                 __ATOMIC_SEQ_CST);
+		for (;;)
+			pause();
+	case ACT_POOL_CALL: {
+		mproc_pool_counts c;
+		mproc_pool *other;
+
+		if (task->size < sizeof(h) + sizeof(other))
+			return -2;
+		memcpy(&other, in + sizeof(h), sizeof(other));
+		result->size = 0;
+		return mproc_pool_stats(other, &c);
+	}
 	case ACT_HANG_NOTERM:
 		signal(SIGTERM, SIG_IGN);
 		/* fallthrough */
@@ -324,12 +351,12 @@ static void stop_pool(mproc_pool *pool, int expect_how)
 
 static void setup_shared(void)
 {
-	shared_once = shared_map(MAX_TASKS * sizeof(*shared_once));
+	shared_once = shared_map(SHARED_WORDS * sizeof(*shared_once));
 }
 
 static void teardown_shared(void)
 {
-	munmap(shared_once, MAX_TASKS * sizeof(*shared_once));
+	munmap(shared_once, SHARED_WORDS * sizeof(*shared_once));
 	shared_once = NULL;
 }
 
@@ -878,14 +905,19 @@ START_TEST(test_pool_restarts_bounded)
 	ck_assert_uint_eq(c.restarts, 2);
 	ck_assert_uint_eq(c.failed, 5);
 	ck_assert_int_eq(c.workers_alive, 0);
-	/* A task submitted now fails at once. */
+	/* Nobody can run a task now: submit refuses it. */
 	sz = make_task(buf, 5, ACT_ECHO, 0, 0);
-	ck_assert_int_eq(mproc_pool_submit(pool, buf, sz, &id, 1000), 0);
+	id = 0;
+	ck_assert_int_eq(mproc_pool_submit(pool, buf, sz, &id, 1000), -ECHILD);
+	ck_assert_int_eq(mproc_pool_submit(pool, buf, sz, &id, MPROC_NOWAIT),
+	                 -ECHILD);
+	ck_assert_uint_eq(id, 0);
+	ck_assert_int_eq(mproc_pool_stats(pool, &c), 0);
+	ck_assert_uint_eq(c.submitted, 5);
+	ck_assert_uint_eq(c.pending, 0);
 	memset(&r, 0, sizeof(r));
-	ck_assert_int_eq(mproc_pool_result(pool, &r, 1000), 0);
-	ck_assert_uint_eq(r.task_id, id);
-	ck_assert_int_eq(r.status, MPROC_TASK_WORKER_DIED);
-	ck_assert_uint_eq(r.attempts, 0);
+	ck_assert_int_eq(mproc_pool_result(pool, &r, 1000), -ENOENT);
+	ck_assert_int_eq(mproc_pool_join(pool, MPROC_FOREVER), 0);
 	n = mproc_pool_stop(pool, 1000, ex, 8);
 	ck_assert_int_eq(n, 3);
 	for (i = 0; i < 3; i++)
@@ -1065,6 +1097,737 @@ START_TEST(test_pool_backpressure)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Workers gone, not coming back, or not ours                          */
+/* ------------------------------------------------------------------ */
+
+/* SIGKILL every live worker of pool and wait until each is a zombie (or,
+ * with SIGCHLD ignored, gone). Returns how many there were. */
+static int kill_all_workers(mproc_pool *pool)
+{
+	pid_t pids[16];
+	int n = mproc_pool_worker_pids(pool, pids, 16), i;
+	long long end = check_now_ms() + check_scale_ms(3000);
+
+	ck_assert_int_ge(n, 0);
+	ck_assert_int_le(n, 16);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(kill(pids[i], SIGKILL), 0);
+	for (i = 0; i < n; i++) {
+		while (check_proc_state(pids[i]) != 'Z' &&
+		       !(kill(pids[i], 0) < 0 && errno == ESRCH)) {
+			ck_assert_msg(check_now_ms() < end, "worker %d lives",
+			              (int)pids[i]);
+			usleep(1000);
+		}
+	}
+	return n;
+}
+
+/* With no worker left and no restart allowed, submit says -ECHILD and
+ * takes nothing (it used to take the task and fail it at once). */
+START_TEST(test_pool_submit_no_workers)
+{
+	static unsigned char buf[PAYLOAD_MAX];
+	mproc_pool_opts opts;
+	mproc_pool_counts c;
+	mproc_pool *pool;
+	mproc_result r;
+	uint64_t id = 0;
+	size_t sz;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.max_restarts = -1;
+	pool = start_pool(2, &opts);
+	ck_assert_int_eq(kill_all_workers(pool), 2);
+	ck_assert_int_eq(mproc_pool_stats(pool, &c), 0);
+	ck_assert_int_eq(c.workers_alive, 0);
+	ck_assert_uint_eq(c.restarts, 0);
+	sz = make_task(buf, 0, ACT_ECHO, 0, 8);
+	ck_assert_int_eq(mproc_pool_submit(pool, buf, sz, &id, 1000), -ECHILD);
+	ck_assert_int_eq(mproc_pool_submit(pool, buf, sz, &id, MPROC_FOREVER),
+	                 -ECHILD);
+	ck_assert_uint_eq(id, 0);
+	ck_assert_int_eq(mproc_pool_stats(pool, &c), 0);
+	ck_assert_uint_eq(c.submitted, 0);
+	ck_assert_uint_eq(c.pending, 0);
+	memset(&r, 0, sizeof(r));
+	ck_assert_int_eq(mproc_pool_result(pool, &r, 100), -ENOENT);
+	ck_assert_int_eq(mproc_pool_join(pool, 100), 0);
+	ck_assert_int_eq(mproc_pool_stop(pool, 1000, NULL, 0), 2);
+	ck_assert_int_eq(mproc_pool_free(pool), 0);
+	assert_no_zombies();
+}
+END_TEST
+
+/* Wait (bounded) until a worker hangs in the ACT_HANG_ONCE task. */
+static pid_t wait_hanging_worker(void)
+{
+	long long end = check_now_ms() + check_scale_ms(5000);
+	pid_t pid;
+
+	while ((pid = (pid_t)__atomic_load_n(&hang_pid, __ATOMIC_SEQ_CST)) ==
+	       0) {
+		ck_assert_msg(check_now_ms() < end, "no worker took the task");
+		usleep(1000);
+	}
+	return pid;
+}
+
+/* The receive lock of pool's task queue, in the shared mapping. */
+static pthread_mutex_t *task_recv_lock(mproc_pool *pool)
+{
+	size_t off, len, map_len;
+	uint8_t *base = mproc__queue_mapping(pool->tasks, &map_len);
+
+	ck_assert_int_eq(mproc__queue_lock_span(1, &off, &len), 0);
+	ck_assert(len == sizeof(pthread_mutex_t) && off + len <= map_len);
+	return (pthread_mutex_t *)(base + off);
+}
+
+/* Elapsed ms of a call, with its return value checked. */
+#define timed_call(call, want, ms_out)                                        \
+	do {                                                                  \
+		long long t0_ = check_now_ms();                               \
+		int rc_ = (call);                                             \
+		*(ms_out) = check_now_ms() - t0_;                             \
+		ck_assert_msg(rc_ == (want), "%s: %s (%d), want %d", #call,   \
+		              mproc_strerror(rc_), rc_, (want));              \
+	} while (0)
+
+/*
+ * A worker dies holding a task while another process keeps the task
+ * queue's receive lock for seconds (stopped inside it): the release of the
+ * dead worker's lease must wait, and happen once the lock is free. No call
+ * overruns its timeout meanwhile; then the task is run again.
+ */
+START_TEST(test_pool_release_waits_for_lock)
+{
+	static unsigned char buf[PAYLOAD_MAX], rbuf[PAYLOAD_MAX];
+	mproc_pool *pool = start_pool(2, NULL);
+	pthread_mutex_t *lock = task_recv_lock(pool);
+	mproc_pool_counts c;
+	mproc_result r;
+	pid_t hanger, holder;
+	int to_holder[2], from_holder[2], ws, i;
+	long long ms;
+	size_t sz;
+	char ch;
+
+	sz = make_task(buf, 0, ACT_HANG_ONCE, 0, 16);
+	ck_assert_int_eq(mproc_pool_submit(pool, buf, sz, NULL, 1000), 0);
+	hanger = wait_hanging_worker();
+
+	ck_assert_int_eq(pipe(to_holder), 0);
+	ck_assert_int_eq(pipe(from_holder), 0);
+	holder = check_fork();
+	ck_assert_int_ge(holder, 0);
+	if (holder == 0) {
+		int rc = pthread_mutex_lock(lock);
+
+		if (rc == EOWNERDEAD)
+			pthread_mutex_consistent(lock);
+		else if (rc != 0)
+			_exit(2);
+		ch = 'L';
+		if (write(from_holder[1], &ch, 1) != 1 ||
+		    read(to_holder[0], &ch, 1) != 1)
+			_exit(3);
+		pthread_mutex_unlock(lock);
+		_exit(0);
+	}
+	ck_assert_int_eq(read(from_holder[0], &ch, 1), 1);
+	ck_assert_int_eq(kill(holder, SIGSTOP), 0);
+	ck_assert_int_eq(waitpid(holder, &ws, WUNTRACED), holder);
+	ck_assert(WIFSTOPPED(ws));
+
+	ck_assert_int_eq(kill(hanger, SIGKILL), 0);
+	ck_assert(check_wait_zombie(hanger, check_scale_ms(3000)));
+
+	memset(&r, 0, sizeof(r));
+	r.data = rbuf;
+	r.capacity = sizeof(rbuf);
+	timed_call(mproc_pool_result(pool, &r, 1500), -ETIMEDOUT, &ms);
+	ck_assert_msg(ms >= 1400 && ms < 1500 + check_scale_ms(300),
+	              "result(1500) took %lld ms", ms);
+	for (i = 0; i < 3; i++) {
+		timed_call(mproc_pool_result(pool, &r, 100), -ETIMEDOUT, &ms);
+		ck_assert_msg(ms < 100 + check_scale_ms(200),
+		              "result(100) took %lld ms", ms);
+		timed_call(mproc_pool_join(pool, 50), -ETIMEDOUT, &ms);
+		ck_assert_msg(ms < 50 + check_scale_ms(200),
+		              "join(50) took %lld ms", ms);
+		timed_call(mproc_pool_result(pool, &r, MPROC_NOWAIT), -EAGAIN,
+		           &ms);
+		ck_assert_msg(ms < check_scale_ms(200),
+		              "result(NOWAIT) took %lld ms", ms);
+		timed_call(mproc_pool_stats(pool, &c), 0, &ms);
+		ck_assert_msg(ms < check_scale_ms(200), "stats took %lld ms",
+		              ms);
+		ck_assert_uint_eq(c.pending, 1);
+	}
+
+	/* The lock comes free: the task runs again and its result comes. */
+	ck_assert_int_eq(kill(holder, SIGCONT), 0);
+	ch = 'U';
+	ck_assert_int_eq(write(to_holder[1], &ch, 1), 1);
+	check_reap_ok(holder, 5000);
+	close(to_holder[0]);
+	close(to_holder[1]);
+	close(from_holder[0]);
+	close(from_holder[1]);
+	ck_assert_int_eq(mproc_pool_result(pool, &r, check_scale_ms(5000)), 0);
+	ck_assert_uint_eq(r.task_id, 1);
+	ck_assert_uint_eq(r.attempts, 2);
+	check_result(&r, 0, 16);
+	ck_assert_int_eq(mproc_pool_stats(pool, &c), 0);
+	ck_assert_uint_eq(c.redelivered, 1);
+	ck_assert_uint_eq(c.failed, 0);
+	ck_assert_uint_eq(c.pending, 0);
+	ck_assert_int_eq(mproc_pool_result(pool, &r, 100), -ENOENT);
+	stop_pool(pool, 0);
+}
+END_TEST
+
+/* Every exit in ex[0..n) was reaped elsewhere: unknown, status -1. */
+static void assert_all_unknown(const mproc_worker_exit *ex, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		ck_assert_msg(ex[i].how == MPROC_EXIT_UNKNOWN &&
+		              ex[i].status == -1,
+		              "worker %d: how %d, status 0x%x with SIGCHLD "
+		              "ignored", (int)ex[i].pid, ex[i].how,
+		              ex[i].status);
+}
+
+/* SIGCHLD ignored: the kernel reaps the workers. Deaths are still seen
+ * (the killed worker's task runs again) and no status is made up. */
+START_TEST(test_pool_sigchld_ignored)
+{
+	static struct outcome o;
+	mproc_worker_exit ex[16];
+	mproc_pool_counts c;
+	mproc_pool *pool;
+	int n;
+
+	ck_assert(signal(SIGCHLD, SIG_IGN) != SIG_ERR);
+	pool = start_pool(2, NULL);
+	run_tasks(pool, &o, 200, act_kill_once_13, 20000, NULL, 0);
+	ck_assert_uint_eq(o.attempts[13], 2);
+	ck_assert_int_eq(o.status[13], 13 % 7);
+	ck_assert_int_eq(mproc_pool_stats(pool, &c), 0);
+	ck_assert_uint_eq(c.redelivered, 1);
+	ck_assert_uint_eq(c.restarts, 1);
+	n = mproc_pool_stop(pool, check_scale_ms(5000), ex, 16);
+	ck_assert_int_eq(n, 3);
+	assert_all_unknown(ex, n);
+	ck_assert_int_eq(mproc_pool_free(pool), 0);
+	signal(SIGCHLD, SIG_DFL);
+}
+END_TEST
+
+/* Fork a child that gets pid `want` (through ns_last_pid); 0 if that
+ * cannot be arranged. The child pauses until killed. */
+static pid_t fork_with_pid(pid_t want)
+{
+	int tries;
+
+	for (tries = 0; tries < 20; tries++) {
+		FILE *f = fopen("/proc/sys/kernel/ns_last_pid", "we");
+		pid_t c;
+
+		if (f == NULL)
+			return 0;
+		if (fprintf(f, "%d", (int)want - 1) < 0 || fclose(f) != 0)
+			return 0;
+		c = check_fork();
+		ck_assert_int_ge(c, 0);
+		if (c == 0) {
+			for (;;)
+				pause();
+		}
+		if (c == want)
+			return c;
+		kill(c, SIGKILL); /* another process took the pid: again */
+	}
+	return 0;
+}
+
+/*
+ * A worker reaped behind the pool's back (SIGCHLD ignored) whose pid then
+ * names another child of the program: the pool must not take that child
+ * for its worker. The task is run again, and stop neither signals the
+ * child nor says the worker took its pill.
+ */
+START_TEST(test_pool_pid_reused)
+{
+	static unsigned char buf[PAYLOAD_MAX], rbuf[PAYLOAD_MAX];
+	mproc_worker_exit ex[16];
+	mproc_pool *pool;
+	mproc_result r;
+	pid_t hanger, other;
+	long long end, t0;
+	int n, i, found = 0;
+	size_t sz;
+
+	ck_assert(signal(SIGCHLD, SIG_IGN) != SIG_ERR);
+	pool = start_pool(2, NULL);
+	if (pool->w[0].pidfd < 0) {
+		/* Tracked by pid (documented): a reused pid fools it. */
+		fprintf(stderr, "test_pool_pid_reused: skipped, no pidfds "
+		        "here (Linux < 5.3, or valgrind)\n");
+		stop_pool(pool, 0);
+		signal(SIGCHLD, SIG_DFL);
+		return;
+	}
+	sz = make_task(buf, 0, ACT_HANG_ONCE, 0, 16);
+	ck_assert_int_eq(mproc_pool_submit(pool, buf, sz, NULL, 1000), 0);
+	hanger = wait_hanging_worker();
+	ck_assert_int_eq(kill(hanger, SIGKILL), 0);
+	end = check_now_ms() + check_scale_ms(3000);
+	while (!(kill(hanger, 0) < 0 && errno == ESRCH)) {
+		ck_assert_msg(check_now_ms() < end, "worker not reaped");
+		usleep(1000);
+	}
+	other = fork_with_pid(hanger);
+	if (other == 0) {
+		fprintf(stderr, "test_pool_pid_reused: skipped, cannot choose "
+		        "a child's pid (/proc/sys/kernel/ns_last_pid)\n");
+		stop_pool(pool, 0);
+		signal(SIGCHLD, SIG_DFL);
+		return;
+	}
+
+	memset(&r, 0, sizeof(r));
+	r.data = rbuf;
+	r.capacity = sizeof(rbuf);
+	ck_assert_int_eq(mproc_pool_result(pool, &r, check_scale_ms(5000)), 0);
+	ck_assert_uint_eq(r.task_id, 1);
+	ck_assert_uint_eq(r.attempts, 2);
+	check_result(&r, 0, 16);
+
+	t0 = check_now_ms();
+	n = mproc_pool_stop(pool, check_scale_ms(5000), ex, 16);
+	ck_assert_int_lt(check_now_ms() - t0, check_scale_ms(2000));
+	ck_assert_int_eq(n, 3);
+	assert_all_unknown(ex, n);
+	for (i = 0; i < n; i++)
+		found += ex[i].pid == hanger;
+	ck_assert_int_eq(found, 1);
+	/* The other child was left alone. */
+	ck_assert_int_eq(kill(other, 0), 0);
+	ck_assert_int_ne(check_proc_state(other), 'Z');
+	ck_assert_int_eq(kill(other, SIGKILL), 0);
+	ck_assert_int_eq(mproc_pool_free(pool), 0);
+	signal(SIGCHLD, SIG_DFL);
+}
+END_TEST
+
+/* Only the process that started the pool may drive it: a forked helper
+ * and a worker get -EINVAL from every call, and the pool is untouched. */
+START_TEST(test_pool_other_process)
+{
+	static unsigned char buf[PAYLOAD_MAX], rbuf[PAYLOAD_MAX];
+	mproc_pool *pool = start_pool(2, NULL);
+	struct task_hdr h = { 0, ACT_POOL_CALL, 0, 0 };
+	mproc_worker_exit ex[4];
+	mproc_pool_counts c;
+	pid_t pids[4], now[4], helper;
+	mproc_result r;
+	uint64_t id;
+
+	ck_assert_int_eq(mproc_pool_worker_pids(pool, pids, 4), 2);
+	helper = check_fork();
+	ck_assert_int_ge(helper, 0);
+	if (helper == 0) {
+		memset(&r, 0, sizeof(r));
+		child_assert(mproc_pool_stats(pool, &c) == -EINVAL);
+		child_assert(mproc_pool_worker_pids(pool, now, 4) == -EINVAL);
+		child_assert(mproc_pool_submit(pool, "x", 1, &id, 0) ==
+		             -EINVAL);
+		child_assert(mproc_pool_result(pool, &r, 0) == -EINVAL);
+		child_assert(mproc_pool_join(pool, 0) == -EINVAL);
+		child_assert(mproc_pool_stop(pool, 0, ex, 4) == -EINVAL);
+		child_assert(mproc_pool_free(pool) == -EINVAL);
+		_exit(0);
+	}
+	check_reap_ok(helper, 5000);
+
+	/* A worker asks about the pool (its own copy of it). */
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), &pool, sizeof(pool));
+	ck_assert_int_eq(mproc_pool_submit(pool, buf, sizeof(h) + sizeof(pool),
+	                                   NULL, 1000), 0);
+	memset(&r, 0, sizeof(r));
+	r.data = rbuf;
+	r.capacity = sizeof(rbuf);
+	ck_assert_int_eq(mproc_pool_result(pool, &r, check_scale_ms(5000)), 0);
+	ck_assert_int_eq(r.status, -EINVAL);
+
+	ck_assert_int_eq(mproc_pool_stats(pool, &c), 0);
+	ck_assert_uint_eq(c.restarts, 0);
+	ck_assert_int_eq(c.workers_alive, 2);
+	ck_assert_int_eq(mproc_pool_worker_pids(pool, now, 4), 2);
+	ck_assert(now[0] == pids[0] && now[1] == pids[1]);
+	stop_pool(pool, MPROC_EXIT_DIE);
+}
+END_TEST
+
+/*
+ * The fallbacks, forced through the pool's internals: 1, a kernel with
+ * pidfds but no waitid(P_PIDFD) (Linux 5.3); 2, no pidfds at all (every
+ * worker tracked by pid). Deaths are still seen and reported as before.
+ */
+START_TEST(test_pool_without_pidfd)
+{
+	static struct outcome o;
+	mproc_worker_exit ex[64];
+	mproc_pool_counts c;
+	mproc_pool *pool = start_pool(3, NULL);
+	bool pidfds = pool->w[0].pidfd >= 0; /* the kernel has them */
+	uint32_t i, killers = 0;
+	int n, k, crashed = 0, die = 0;
+
+	if (_i == 1) {
+		pool->no_pidfd_wait = true;
+	} else if (_i == 2) {
+		pool->no_pidfd = true;
+		for (k = 0; k < pool->nworkers; k++) {
+			if (pool->w[k].pidfd >= 0)
+				close(pool->w[k].pidfd);
+			pool->w[k].pidfd = -1;
+		}
+		pool->pfd_stale = true;
+	}
+	run_tasks(pool, &o, 500, act_kill_once, 20000, NULL, 0);
+	for (i = 0; i < o.n; i++) {
+		check_that(o.status[i] == (int)(i % 7) &&
+		           o.attempts[i] == (i % 50 == 7 ? 2u : 1u),
+		           "task %u: status %d, %u attempts", i, o.status[i],
+		           o.attempts[i]);
+		killers += i % 50 == 7;
+	}
+	ck_assert_int_eq(mproc_pool_stats(pool, &c), 0);
+	ck_assert_uint_eq(c.redelivered, killers);
+	ck_assert_uint_eq(c.restarts, killers);
+	ck_assert_int_eq(c.workers_alive, 3);
+	for (k = 0; k < pool->nworkers; k++)
+		ck_assert_int_eq(pool->w[k].pidfd >= 0, pidfds && _i != 2);
+	n = mproc_pool_stop(pool, check_scale_ms(5000), ex, 64);
+	ck_assert_int_eq(n, (int)(3 + killers));
+	for (k = 0; k < n; k++) {
+		crashed += ex[k].how == MPROC_EXIT_CRASHED &&
+		           WIFSIGNALED(ex[k].status) &&
+		           WTERMSIG(ex[k].status) == SIGKILL;
+		die += ex[k].how == MPROC_EXIT_DIE &&
+		       WIFEXITED(ex[k].status) && WEXITSTATUS(ex[k].status) == 0;
+	}
+	ck_assert_int_eq(crashed, (int)killers);
+	ck_assert_int_eq(die, 3);
+	ck_assert_int_eq(mproc_pool_free(pool), 0);
+	assert_no_zombies();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* fork() failing                                                      */
+/* ------------------------------------------------------------------ */
+
+/* In a child that is not root (or made not root): lower RLIMIT_NPROC so
+ * fork fails, or raise it back. */
+static void nproc_soft(rlim_t soft)
+{
+	struct rlimit rl;
+
+	child_assert(getrlimit(RLIMIT_NPROC, &rl) == 0);
+	rl.rlim_cur = soft == RLIM_INFINITY ? rl.rlim_max : soft;
+	child_assert(setrlimit(RLIMIT_NPROC, &rl) == 0);
+}
+
+/* Can fork fail here? 1 yes (limit low), 0 no (fork still works). */
+static int nproc_forces_failure(void)
+{
+	pid_t c;
+
+	nproc_soft(1);
+	c = fork();
+	if (c == 0)
+		_exit(0);
+	if (c > 0) {
+		waitpid(c, NULL, 0);
+		return 0;
+	}
+	return 1;
+}
+
+/* A thread (made while fork still works: threads count against the limit
+ * too) that raises the limit 150 ms after a byte arrives on its pipe. */
+static void *raise_nproc_later(void *arg)
+{
+	int fd = *(const int *)arg;
+	char ch;
+
+	if (read(fd, &ch, 1) == 1) {
+		usleep(150 * 1000);
+		nproc_soft(RLIM_INFINITY);
+	}
+	return NULL;
+}
+
+/*
+ * The body of test_pool_fork_fails, in a child that fork can fail for.
+ * Exits 0 when all holds, 77 when fork cannot be made to fail.
+ */
+static void fork_fails_child(void)
+{
+	static unsigned char buf[PAYLOAD_MAX], rbuf[PAYLOAD_MAX];
+	mproc_worker_exit ex[16];
+	mproc_pool_counts c;
+	mproc_pool *pool = NULL;
+	mproc_pool_opts o;
+	mproc_result r;
+	pthread_t th;
+	long long t0;
+	pid_t pids[2];
+	uint64_t id;
+	size_t sz;
+	int n, i, die = 0, crashed = 0, go[2];
+
+	if (!nproc_forces_failure())
+		_exit(77);
+	nproc_soft(RLIM_INFINITY);
+	memset(&o, 0, sizeof(o));
+	o.workers = 2;
+	o.max_payload = PAYLOAD_MAX;
+	child_assert(mproc_pool_start(&pool, task_fn, NULL, &o) == 0);
+	sz = make_task(buf, 0, ACT_HANG_ONCE, 0, 16);
+	child_assert(mproc_pool_submit(pool, buf, sz, &id, 1000) == 0);
+	(void)wait_hanging_worker();
+
+	/* No worker, and none can be started: calls say so at once. */
+	nproc_soft(1);
+	child_assert(kill_all_workers(pool) == 2);
+	child_assert(mproc_pool_stats(pool, &c) == 0);
+	child_assert(c.workers_alive == 0);
+	child_assert(c.fork_failures >= 1);
+	child_assert(c.pending == 1);
+	t0 = check_now_ms();
+	child_assert(mproc_pool_submit(pool, buf, sz, &id, MPROC_FOREVER) ==
+	             -EAGAIN);
+	memset(&r, 0, sizeof(r));
+	r.data = rbuf;
+	r.capacity = sizeof(rbuf);
+	child_assert(mproc_pool_result(pool, &r, MPROC_FOREVER) == -EAGAIN);
+	child_assert(mproc_pool_join(pool, MPROC_FOREVER) == -EAGAIN);
+	child_assert(check_now_ms() - t0 < check_scale_ms(1000));
+	child_assert(mproc_pool_stats(pool, &c) == 0);
+	child_assert(c.submitted == 1 && c.pending == 1);
+
+	/* fork works again: the task runs (again), the pool goes on. */
+	nproc_soft(RLIM_INFINITY);
+	child_assert(mproc_pool_result(pool, &r, check_scale_ms(5000)) == 0);
+	child_assert(r.task_id == 1 && r.attempts == 2 && r.status == 0);
+	child_assert(mproc_pool_stats(pool, &c) == 0);
+	child_assert(c.workers_alive == 2 && c.restarts == 2);
+
+	/* A worker dies and cannot be replaced until stop is under way: the
+	 * replacement stop starts gets its pill too, and stop ends as soon
+	 * as every worker has. */
+	child_assert(pipe(go) == 0);
+	child_assert(pthread_create(&th, NULL, raise_nproc_later, &go[0]) ==
+	             0);
+	nproc_soft(1);
+	sz = make_task(buf, 1, ACT_SLEEP, 400, 0); /* stop still waits */
+	child_assert(mproc_pool_submit(pool, buf, sz, &id, 1000) == 0);
+	child_assert(mproc_pool_worker_pids(pool, pids, 2) == 2);
+	child_assert(kill(pids[0], SIGKILL) == 0);
+	child_assert(check_wait_zombie(pids[0], check_scale_ms(3000)));
+	child_assert(mproc_pool_stats(pool, &c) == 0);
+	child_assert(c.workers_alive == 1);
+	child_assert(write(go[1], "g", 1) == 1);
+	t0 = check_now_ms();
+	n = mproc_pool_stop(pool, check_scale_ms(5000), ex, 16);
+	child_assert(check_now_ms() - t0 < check_scale_ms(2000));
+	child_assert(pthread_join(th, NULL) == 0);
+	for (i = 0; i < n && i < 16; i++) {
+		die += ex[i].how == MPROC_EXIT_DIE;
+		crashed += ex[i].how == MPROC_EXIT_CRASHED;
+	}
+	/* 2 started and killed, 2 restarted, one of those killed: 3
+	 * crashed; the other and the replacement stop started took their
+	 * pills. */
+	child_assert(n == 5);
+	child_assert(crashed == 3 && die == 2);
+	child_assert(mproc_pool_free(pool) == 0);
+	_exit(0);
+}
+
+/*
+ * fork fails (RLIMIT_NPROC, as an unprivileged user: a root test runs it
+ * as nobody): failures are counted, calls that would wait for a worker
+ * that cannot be started return -EAGAIN, and stop neither hangs nor
+ * waits out its timeout.
+ */
+START_TEST(test_pool_fork_fails)
+{
+	pid_t child = check_fork();
+	int st;
+
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		if (getuid() == 0 &&
+		    (setgid(65534) != 0 || setuid(65534) != 0))
+			_exit(77);
+		fork_fails_child();
+	}
+	st = check_wait_child(child, check_scale_ms(30000));
+	ck_assert_msg(st >= 0 && WIFEXITED(st), "child: status 0x%x", st);
+	if (WEXITSTATUS(st) == 77) {
+		fprintf(stderr, "test_pool_fork_fails: skipped, RLIMIT_NPROC "
+		        "cannot make fork fail here\n");
+		return;
+	}
+	ck_assert_msg(WEXITSTATUS(st) == 0, "child exited %d",
+	              WEXITSTATUS(st));
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* A long-lived pool                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Resident private memory in KiB, from /proc/self/statm: resident less
+ * shared (file pages such as code faulted in late, and the queues'
+ * shared rings, are not what this test is about). */
+static long rss_kib(void)
+{
+	long size = 0, resident = 0, shared = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld %ld %ld", &size, &resident, &shared),
+	                 3);
+	fclose(f);
+	return (resident - shared) * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Under valgrind the process's RSS is mostly valgrind's own. */
+static bool skip_rss(const char *test)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	/* ASan keeps freed memory in quarantine: RSS is ASan's. */
+	fprintf(stderr, "%s: skipped under AddressSanitizer\n", test);
+	return true;
+#endif
+	if (!check_slow())
+		return false;
+	fprintf(stderr, "%s: skipped under valgrind (RSS is valgrind's)\n",
+	        test);
+	return true;
+}
+
+/* A tiny task; "s" (a straggler) takes 1.5 s. */
+static int tiny_fn(const mproc_msg *task, mproc_msg *result, void *arg)
+{
+	(void)arg;
+	if (task->size == 1 && *(const char *)task->data == 's')
+		usleep(1500 * 1000);
+	result->size = 0;
+	return 0;
+}
+
+/* Run n tiny tasks, up to 256 in flight, with a join every 4096 unless a
+ * straggler is out. */
+static void run_tiny(mproc_pool *pool, uint64_t n, long long end, bool join)
+{
+	uint64_t sent = 0, got = 0;
+	mproc_result r;
+	int rc;
+
+	while (got < n) {
+		while (sent < n && sent - got < 256) {
+			rc = mproc_pool_submit(pool, "t", 1, NULL, 5000);
+			check_that(rc == 0, "submit: %s", mproc_strerror(rc));
+			sent++;
+		}
+		if (join && (got & 4095) == 0) {
+			rc = mproc_pool_join(pool, 5000);
+			check_that(rc == 0, "join: %s", mproc_strerror(rc));
+		}
+		memset(&r, 0, sizeof(r));
+		rc = mproc_pool_result(pool, &r, 5000);
+		check_that(rc == 0, "result: %s", mproc_strerror(rc));
+		got++;
+		check_that((got & 1023) || check_now_ms() < end,
+		           "only %llu of %llu tasks in time",
+		           (unsigned long long)got, (unsigned long long)n);
+	}
+}
+
+/* Memory is bounded by the tasks in flight, not by all tasks ever run. */
+START_TEST(test_pool_memory_bounded)
+{
+	uint64_t n = 1000000;
+	long long end = check_now_ms() + check_scale_ms(20000);
+	mproc_pool_opts o;
+	mproc_pool *pool = NULL;
+	long before, after;
+
+	if (skip_rss("test_pool_memory_bounded"))
+		return;
+	memset(&o, 0, sizeof(o));
+	o.workers = 2;
+	o.max_payload = 64;
+	o.queue_capacity = 65536; /* both rings wrap in the first 10 k */
+	ck_assert_int_eq(mproc_pool_start(&pool, tiny_fn, NULL, &o), 0);
+	run_tiny(pool, 10000, end, true);
+	before = rss_kib();
+	run_tiny(pool, n, end, true);
+	after = rss_kib();
+	ck_assert_msg(after - before < 64, "private RSS grew %ld KiB over "
+	              "%llu tasks (%ld -> %ld KiB)", after - before,
+	              (unsigned long long)n, before, after);
+	ck_assert_int_eq(mproc_pool_stop(pool, 5000, NULL, 0), 2);
+	ck_assert_int_eq(mproc_pool_free(pool), 0);
+}
+END_TEST
+
+/* The same with one task out for 1.5 s while the others run past it: the
+ * table holds the ids in flight, not the span from the oldest one. */
+START_TEST(test_pool_memory_straggler)
+{
+	uint64_t n = 1000000;
+	long long end = check_now_ms() + check_scale_ms(20000);
+	mproc_pool_opts o;
+	mproc_pool *pool = NULL;
+	mproc_pool_counts c;
+	long before, after;
+
+	if (skip_rss("test_pool_memory_straggler"))
+		return;
+	memset(&o, 0, sizeof(o));
+	o.workers = 3;
+	o.max_payload = 64;
+	o.queue_capacity = 65536;
+	ck_assert_int_eq(mproc_pool_start(&pool, tiny_fn, NULL, &o), 0);
+	run_tiny(pool, 10000, end, true);
+	before = rss_kib();
+	ck_assert_int_eq(mproc_pool_submit(pool, "s", 1, NULL, 1000), 0);
+	run_tiny(pool, n, end, false);
+	ck_assert_int_eq(mproc_pool_stats(pool, &c), 0);
+	ck_assert_uint_eq(c.pending, 1);
+	ck_assert_int_eq(mproc_pool_join(pool, check_scale_ms(5000)), 0);
+	after = rss_kib();
+	ck_assert_msg(after - before < 64, "private RSS grew %ld KiB over "
+	              "%llu tasks (%ld -> %ld KiB)", after - before,
+	              (unsigned long long)n, before, after);
+	ck_assert_int_eq(mproc_pool_stop(pool, 5000, NULL, 0), 3);
+	ck_assert_int_eq(mproc_pool_free(pool), 0);
+}
+END_TEST
+
 Suite *pool_suite(void);
 
 Suite *pool_suite(void)
@@ -1099,6 +1862,24 @@ Suite *pool_suite(void)
 	tcase_add_test(tc, test_pool_fail_on_death);
 	tcase_add_loop_test(tc, test_pool_died_after_result, 0, 2);
 	tcase_add_test(tc, test_pool_restarts_bounded);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("gone");
+	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tcase_add_checked_fixture(tc, setup_shared, teardown_shared);
+	tcase_add_test(tc, test_pool_submit_no_workers);
+	tcase_add_test(tc, test_pool_release_waits_for_lock);
+	tcase_add_test(tc, test_pool_sigchld_ignored);
+	tcase_add_test(tc, test_pool_pid_reused);
+	tcase_add_test(tc, test_pool_other_process);
+	tcase_add_loop_test(tc, test_pool_without_pidfd, 0, 3);
+	tcase_add_test(tc, test_pool_fork_fails);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("long");
+	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tcase_add_test(tc, test_pool_memory_bounded);
+	tcase_add_test(tc, test_pool_memory_straggler);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("input");

@@ -8,6 +8,7 @@
  * never by a slice timer.
  */
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
@@ -46,22 +47,82 @@ int mproc__mutex_clocklock(pthread_mutex_t *mu, const struct timespec *at)
 #endif
 }
 
+static int lock_attr_init(pthread_mutexattr_t *a);
+
+int mproc__lock_check(const pthread_mutex_t *mu)
+{
+#if defined(__GLIBC__)
+	static int want = -1;
+	pthread_mutexattr_t a;
+	pthread_mutex_t ref;
+	int kind;
+
+	/* The kind word a mutex made by mproc__lock_init has; a mapping
+	 * whose lock says otherwise is not ours (a scribbled kind sends
+	 * glibc down paths that crash). */
+	kind = __atomic_load_n(&want, __ATOMIC_RELAXED);
+	if (kind < 0) {
+		if (lock_attr_init(&a) != 0)
+			return 0;
+		if (pthread_mutex_init(&ref, &a) == 0) {
+			kind = ref.__data.__kind;
+			pthread_mutex_destroy(&ref);
+			__atomic_store_n(&want, kind, __ATOMIC_RELAXED);
+		}
+		pthread_mutexattr_destroy(&a);
+		if (kind < 0)
+			return 0;
+	}
+	return __atomic_load_n(&mu->__data.__kind, __ATOMIC_RELAXED) == kind
+	               ? 0
+	               : -EPROTO;
+#else
+	(void)mu;
+	return 0;
+#endif
+}
+
+int mproc__lock_held_live(const pthread_mutex_t *mu)
+{
+#if defined(__GLIBC__)
+	/* The futex word of a robust mutex: the owner's tid, with
+	 * FUTEX_OWNER_DIED set by the kernel when that owner died. */
+	unsigned w = (unsigned)__atomic_load_n(&mu->__data.__lock,
+	                                       __ATOMIC_ACQUIRE);
+
+	return (w & FUTEX_TID_MASK) != 0 && !(w & FUTEX_OWNER_DIED);
+#else
+	(void)mu;
+	return 1;
+#endif
+}
+
+static int lock_attr_init(pthread_mutexattr_t *a)
+{
+	int rc;
+
+	if ((rc = pthread_mutexattr_init(a)) != 0)
+		return rc;
+	rc = pthread_mutexattr_setpshared(a, PTHREAD_PROCESS_SHARED);
+	if (rc == 0)
+		rc = pthread_mutexattr_setrobust(a, PTHREAD_MUTEX_ROBUST);
+	/* ERRORCHECK: a predicate that calls back into its own queue gets
+	 * EDEADLK from the lock instead of deadlocking. */
+	if (rc == 0)
+		rc = pthread_mutexattr_settype(a, PTHREAD_MUTEX_ERRORCHECK);
+	if (rc != 0)
+		pthread_mutexattr_destroy(a);
+	return rc;
+}
+
 int mproc__lock_init(pthread_mutex_t *mu)
 {
 	pthread_mutexattr_t a;
 	int rc;
 
-	if ((rc = pthread_mutexattr_init(&a)) != 0)
+	if ((rc = lock_attr_init(&a)) != 0)
 		return -rc;
-	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-	if (rc == 0)
-		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-	/* ERRORCHECK: a predicate that calls back into its own queue gets
-	 * EDEADLK from the lock instead of deadlocking. */
-	if (rc == 0)
-		rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-	if (rc == 0)
-		rc = pthread_mutex_init(mu, &a);
+	rc = pthread_mutex_init(mu, &a);
 	pthread_mutexattr_destroy(&a);
 	return -rc;
 }

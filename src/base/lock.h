@@ -16,6 +16,12 @@ int mproc__mutex_clocklock(pthread_mutex_t *mu, const struct timespec *at);
 
 /* Robust, process-shared, error-checking mutex. */
 int mproc__lock_init(pthread_mutex_t *mu);
+/* mproc__lock_held_live: is mu held by a live owner right now (a look,
+ * not a lock: for readers that must not wait)? */
+int mproc__lock_held_live(const pthread_mutex_t *mu);
+/* mproc__lock_check: does mu (in a mapping another process made) have the
+ * kind mproc__lock_init gives? 0 or -EPROTO (glibc; 0 elsewhere). */
+int mproc__lock_check(const pthread_mutex_t *mu);
 /*
  * mproc__lock takes mu by the deadline. Returns 0, 1 (taken, but the owner
  * died: repair, then mproc__lock_consistent), -ETIMEDOUT, -EDEADLK (this

@@ -56,17 +56,23 @@ pid_t mproc__self_pid(void)
 
 /* Opens path; *reserved is set when the reserve descriptor was given up
  * for it (proc_reserve_mu is then held until proc_close_stat). */
+void mproc__proc_reserve(void)
+{
+	if (mproc__likely(__atomic_load_n(&proc_reserve_fd, __ATOMIC_RELAXED) >=
+	                  0))
+		return;
+	pthread_mutex_lock(&proc_reserve_mu);
+	if (proc_reserve_fd < 0)
+		proc_reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	pthread_mutex_unlock(&proc_reserve_mu);
+}
+
 static int proc_open_stat(const char *path, int *reserved)
 {
 	int fd;
 
 	*reserved = 0;
-	if (__atomic_load_n(&proc_reserve_fd, __ATOMIC_RELAXED) < 0) {
-		pthread_mutex_lock(&proc_reserve_mu);
-		if (proc_reserve_fd < 0)
-			proc_reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		pthread_mutex_unlock(&proc_reserve_mu);
-	}
+	mproc__proc_reserve();
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0 || (errno != EMFILE && errno != ENFILE))
 		return fd < 0 ? -errno : fd;
@@ -188,6 +194,7 @@ int mproc__pid_gone(pid_t pid, uint64_t born_before_ns)
 
 void mproc__live_init(struct mproc__live *lc)
 {
+	mproc__proc_reserve();
 	memset(lc, 0, sizeof(*lc));
 }
 

@@ -24,6 +24,14 @@ uint64_t mproc__self_start_ns(void);
 int mproc__pid_gone(pid_t pid, uint64_t born_before_ns);
 
 /*
+ * mproc__proc_reserve keeps one descriptor in reserve (once per process)
+ * so that liveness can still be read from /proc when the process has no
+ * descriptor left. Called where liveness will be needed: directed sends
+ * and the scans.
+ */
+void mproc__proc_reserve(void);
+
+/*
  * A liveness cache for one scan over many messages: each distinct pid is
  * looked up once (its start time and state), then every message addressed
  * to it is judged against that. Lives on the caller's stack; starts

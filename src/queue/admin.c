@@ -16,7 +16,7 @@ int mproc__queue_join(mproc_conn *c, int timeout_ms)
 	struct mproc__deadline d;
 	struct queue_view v;
 	struct queue_dead_takers dead;
-	uint64_t last_purge = 0, now;
+	uint64_t last_purge = 0, now, held;
 	int rc, manual = (q->flags & MPROC_QUEUE_MANUAL_DONE) != 0;
 
 	mproc__deadline_set(&d, timeout_ms);
@@ -32,9 +32,12 @@ int mproc__queue_join(mproc_conn *c, int timeout_ms)
 			return rc;
 		if (manual && dead.n > 0)
 			mproc__queue_takers_reclaim(q, &dead);
-		if (queue_unfinished(&v) +
-		            (manual ? mproc__queue_takers_sum(q, NULL) : 0) ==
-		    0) {
+		held = manual ? mproc__queue_takers_sum(q, NULL) : 0;
+		if (held > v.w[QC_GONE]) {
+			mproc__unlock(&s->recv.lock);
+			return -EPROTO; /* more held than ever taken */
+		}
+		if (queue_unfinished(&v) + held == 0) {
 			mproc__unlock(&s->recv.lock);
 			return 0;
 		}

@@ -134,8 +134,18 @@ int mproc__queue_peek_timed(mproc_conn *c, mproc_match_fn match, void *arg,
 	if (!queue_is(c) || !mproc__timeout_ok(timeout_ms))
 		return -EINVAL;
 	q = queue_of(c);
-	mproc__queue_send_poll(q);
 	mproc__deadline_set(&d, timeout_ms);
+	/* A send journal pending may be a dead sender's committed message
+	 * that another sender is rolling forward right now: a peek that
+	 * says "nothing" must not be earlier than that message, so wait for
+	 * the send lock (within the timeout; it repairs if its owner died). */
+	if (!mproc__queue_send_poll(q) && mproc__journal_pending(&q->s->send)) {
+		rc = queue_lock(q, &q->s->send, &d);
+		if (rc == 0)
+			mproc__unlock(&q->s->send.lock);
+		else if (rc != -ETIMEDOUT && rc != -EAGAIN)
+			return rc;
+	}
 	if ((rc = queue_lock_recv(q, &d, &v)) < 0)
 		return rc;
 	rc = mproc__queue_find(q, &v, &sc, match, arg, &off, &r);

@@ -198,7 +198,9 @@ static int queue_geometry(const struct mproc__queue_shared *s, size_t len,
 	*flags = LOAD(&s->flags);
 	if (*cap == 0 || *cap % 8 != 0 || *cap > MPROC_QUEUE_MAX_CAPACITY ||
 	    *cap != len - MPROC__QUEUE_HDR || *cap < mproc__rec_len(*max_payload) ||
-	    (*flags & ~(uint32_t)QUEUE_FLAGS) != 0)
+	    (*flags & ~(uint32_t)QUEUE_FLAGS) != 0 ||
+	    mproc__lock_check(&s->send.lock) < 0 ||
+	    mproc__lock_check(&s->recv.lock) < 0)
 		return -EPROTO;
 	return 0;
 }

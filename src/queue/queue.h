@@ -163,6 +163,18 @@ static inline int queue_view_valid(const struct queue_conn *q,
 	       w[QC_LEASED] <= v->sent - w[QC_GONE];
 }
 
+/*
+ * queue_view_whole: for a view whose send words are one state of the send
+ * side (a snapshot; not queue_view_load, which reads tail before sent
+ * without the send lock): every record not gone lies whole between head
+ * and tail.
+ */
+static inline int queue_view_whole(const struct queue_view *v)
+{
+	return v->sent - v->w[QC_GONE] <=
+	       (v->tail - v->w[QC_HEAD]) / MPROC__REC_HDR;
+}
+
 static inline void queue_view_load(const struct mproc__queue_shared *s,
                                    struct queue_view *v)
 {

@@ -68,7 +68,11 @@ int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 	r.size = m->size;
 	/* Directed mail carries its send time, so a later process that
 	 * reuses the recipient's pid can tell it was not meant for it. */
-	r.sent_ns = m->recipient > 0 ? mproc__boottime_ns() : 0;
+	r.sent_ns = 0;
+	if (m->recipient > 0) {
+		r.sent_ns = mproc__boottime_ns();
+		mproc__proc_reserve(); /* its orphan checks need /proc */
+	}
 	mproc__deadline_set(&d, timeout_ms);
 
 	for (;;) {

@@ -31,11 +31,27 @@
  * under the locks instead (held for the copy only). Returns 0 or a
  * negative errno.
  */
-static int queue_snapshot(struct queue_conn *q, struct queue_view *v)
+static int queue_side_read(const struct mproc__side *sd, unsigned n,
+                           uint64_t *out, uint32_t *seq, unsigned try)
+{
+	if (mproc__side_snapshot(sd, n, out, seq) == 0)
+		return 0;
+	/* A commit that stays pending under a live holder (stopped in the
+	 * middle of it): what it will leave. A dead holder's or an
+	 * ownerless pending journal goes to the lock, which repairs or
+	 * refuses it. */
+	if (try >= QUEUE_SNAPSHOT_TRIES / 2 && mproc__lock_held_live(&sd->lock) &&
+	    mproc__side_pending_snapshot(sd, n, out, seq) == 0)
+		return 0;
+	return -EAGAIN;
+}
+
+static int queue_snapshot(struct queue_conn *q, struct queue_view *v,
+                          uint32_t *seq)
 {
 	struct mproc__queue_shared *s = q->s;
 	struct mproc__deadline d;
-	uint64_t p[QP_WORDS];
+	uint64_t p[QP_WORDS], queued, leased;
 	unsigned i;
 	int rc;
 
@@ -45,13 +61,15 @@ static int queue_snapshot(struct queue_conn *q, struct queue_view *v)
 	for (i = 0; i < QUEUE_SNAPSHOT_TRIES; i++) {
 		if (i > 0)
 			mproc__pause();
-		if (mproc__side_snapshot(&s->recv, QC_WORDS, v->w, NULL) < 0 ||
-		    mproc__side_snapshot(&s->send, QP_WORDS, p, NULL) < 0)
+		/* After a few tries, a side that stays mid-commit (its writer
+		 * stopped or dead there) is read as that commit leaves it. */
+		if (queue_side_read(&s->recv, QC_WORDS, v->w, &seq[0], i) < 0 ||
+		    queue_side_read(&s->send, QP_WORDS, p, &seq[1], i) < 0)
 			continue;
 		v->sent = p[QP_SENT];
 		v->tail = p[QP_TAIL];
 		v->dtail = p[QP_DTAIL];
-		if (!queue_view_valid(q, v))
+		if (!queue_view_valid(q, v) || !queue_view_whole(v))
 			continue;
 		if (q->max_messages != 0 &&
 		    v->sent - v->w[QC_GONE] > q->max_messages)
@@ -66,9 +84,16 @@ static int queue_snapshot(struct queue_conn *q, struct queue_view *v)
 		mproc__unlock(&s->send.lock);
 		return rc;
 	}
+	/* With both locks held the ring stands still: check the records
+	 * against the counts while we are here. */
+	if (mproc__queue_walk_check(q, v->w[QC_HEAD], v->tail, 1, &queued,
+	                            &leased) < 0 ||
+	    queued != queue_queued(v) || leased != v->w[QC_LEASED])
+		rc = -EPROTO;
+	seq[0] = seq[1] = 1; /* checked already */
 	mproc__unlock(&s->recv.lock);
 	mproc__unlock(&s->send.lock);
-	return 0;
+	return rc;
 }
 
 /* An orphan found by a scan, to be checked again under the lock. */
@@ -88,7 +113,8 @@ static int64_t queue_scan_orphans(struct queue_conn *q,
                                   const struct queue_view *v, uint64_t from,
                                   uint64_t end, struct mproc__live *lc,
                                   struct queue_orphan *out, unsigned max,
-                                  unsigned *n_out, uint64_t *next)
+                                  unsigned *n_out, uint64_t *next,
+                                  uint64_t *counts)
 {
 	const uint64_t *headp = &q->s->recv.w[QC_HEAD];
 	uint64_t off = from, head;
@@ -112,6 +138,15 @@ static int64_t queue_scan_orphans(struct queue_conn *q,
 		}
 		if (rc < 0)
 			return -EPROTO;
+		if (counts != NULL) {
+			/* visible, leased, consumed at the head */
+			if (r.flags & MPROC__REC_LEASED)
+				counts[1]++;
+			else if (!(r.flags & MPROC__REC_CONSUMED))
+				counts[0]++;
+			else if (off == v->w[QC_HEAD])
+				counts[2]++;
+		}
 		if (r.recipient > 0 && r.sent_ns != 0 &&
 		    !(r.flags & (MPROC__REC_CONSUMED | MPROC__REC_LEASED)) &&
 		    mproc__live_gone(lc, r.recipient, r.sent_ns)) {
@@ -169,7 +204,7 @@ static int queue_purge_batch(struct queue_conn *q,
  * last directed record.
  */
 static int queue_orphans(struct queue_conn *q, const struct queue_view *v,
-                         int purge)
+                         int purge, uint64_t *counts)
 {
 	struct queue_orphan found[QUEUE_PURGE_BATCH];
 	uint64_t from, next, end = purge ? v->dtail : v->tail;
@@ -182,7 +217,7 @@ static int queue_orphans(struct queue_conn *q, const struct queue_view *v,
 	for (from = v->w[QC_HEAD]; from < end; from = next) {
 		count = queue_scan_orphans(q, v, from, end, &lc, found,
 		                           purge ? QUEUE_PURGE_BATCH : 0, &n,
-		                           &next);
+		                           &next, purge ? NULL : counts);
 		if (count < 0)
 			return (int)count;
 		if (!purge) {
@@ -202,17 +237,18 @@ static int queue_orphans(struct queue_conn *q, const struct queue_view *v,
 
 int mproc__queue_count_orphans(struct queue_conn *q, const struct queue_view *v)
 {
-	return queue_orphans(q, v, 0);
+	return queue_orphans(q, v, 0, NULL);
 }
 
 int mproc__queue_orphans(struct queue_conn *q, int purge)
 {
 	struct queue_view v;
+	uint32_t seq[2];
 	int rc;
 
-	if ((rc = queue_snapshot(q, &v)) < 0)
+	if ((rc = queue_snapshot(q, &v, seq)) < 0)
 		return rc;
-	return queue_orphans(q, &v, purge);
+	return queue_orphans(q, &v, purge, NULL);
 }
 
 int mproc__queue_purge(mproc_conn *c)
@@ -225,13 +261,23 @@ int mproc__queue_stats(mproc_conn *c, mproc_stats *out)
 	struct queue_conn *q = queue_of(c);
 	struct mproc__queue_shared *s = q->s;
 	struct queue_view v;
+	uint64_t counts[3] = { 0, 0, 0 };
+	uint32_t seq[2];
 	int orphans, rc;
 
-	if ((rc = queue_snapshot(q, &v)) < 0)
+	if ((rc = queue_snapshot(q, &v, seq)) < 0)
 		return rc;
-	orphans = queue_orphans(q, &v, 0);
+	orphans = queue_orphans(q, &v, 0, counts);
 	if (orphans < 0)
 		return orphans;
+	/* A ring that stood still while it was walked (both sides' seq as
+	 * at the snapshot) must hold what the counts say: else corrupt. */
+	if (!(seq[0] & 1) && !(seq[1] & 1) &&
+	    ACQUIRE(&s->recv.journal.seq) == seq[0] &&
+	    ACQUIRE(&s->send.journal.seq) == seq[1] &&
+	    (counts[0] != queue_queued(&v) || counts[1] != v.w[QC_LEASED] ||
+	     counts[2] != 0))
+		return -EPROTO;
 	memset(out, 0, sizeof(*out));
 	out->queued = queue_queued(&v);
 	out->bytes = v.tail - v.w[QC_HEAD];
@@ -239,8 +285,12 @@ int mproc__queue_stats(mproc_conn *c, mproc_stats *out)
 	if (q->flags & MPROC_QUEUE_MANUAL_DONE) {
 		/* Takers that are gone no longer count (join forgets them). */
 		struct queue_dead_takers dead;
+		uint64_t held = mproc__queue_takers_sum(q, &dead);
 
-		out->unfinished += mproc__queue_takers_sum(q, &dead);
+		/* Every task held was taken, so counted in gone. */
+		if (held > v.w[QC_GONE])
+			return -EPROTO;
+		out->unfinished += held;
 	}
 	out->sent = v.sent;
 	out->received = v.w[QC_RECEIVED];

@@ -66,9 +66,9 @@ uint64_t mproc__queue_takers_sum(const struct queue_conn *q,
 	}
 	for (i = 0; i < MPROC__QUEUE_TAKERS; i++) {
 		n = ACQUIRE(&t[i].taken);
-		if (n == 0)
-			continue;
 		pid = LOAD(&t[i].pid);
+		if (n == 0 || pid <= 0)
+			continue; /* a free slot counts nothing, whatever it holds */
 		start = LOAD(&t[i].start_ns);
 		if (dead != NULL && mproc__live_gone(&lc, pid, start)) {
 			dead->d[dead->n].slot = i;
@@ -77,6 +77,10 @@ uint64_t mproc__queue_takers_sum(const struct queue_conn *q,
 			dead->n++;
 			continue;
 		}
+		/* Shared memory is untrusted: a sum past what any count
+		 * could be is UINT64_MAX, which callers refuse. */
+		if (n > UINT64_MAX / 2 - sum)
+			return UINT64_MAX;
 		sum += n;
 	}
 	return sum;

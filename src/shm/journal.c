@@ -46,3 +46,22 @@ int mproc__side_snapshot(const struct mproc__side *sd, unsigned n,
 		*seq_out = s1;
 	return 0;
 }
+
+int mproc__side_pending_snapshot(const struct mproc__side *sd, unsigned n,
+                                 uint64_t *out, uint32_t *seq_out)
+{
+	uint32_t s1, s2;
+
+	s1 = __atomic_load_n(&sd->journal.seq, __ATOMIC_ACQUIRE);
+	if (!(s1 & 1u))
+		return -EAGAIN;
+	if (mproc__journal_overlay(sd, n, out) < 0)
+		return -EPROTO;
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	s2 = __atomic_load_n(&sd->journal.seq, __ATOMIC_RELAXED);
+	if (s1 != s2)
+		return -EAGAIN;
+	if (seq_out != NULL)
+		*seq_out = s1;
+	return 0;
+}

@@ -173,4 +173,15 @@ int mproc__journal_overlay(const struct mproc__side *sd, unsigned n,
 int mproc__side_snapshot(const struct mproc__side *sd, unsigned n,
                          uint64_t *out, uint32_t *seq_out);
 
+/*
+ * mproc__side_pending_snapshot: while a commit stays pending (its writer
+ * stopped or dead in the middle of it), the words that commit leaves: a
+ * journal is whole before seq goes odd and stays so until seq moves, so
+ * they are a state the side is about to be in. 0 with *out (and *seq_out,
+ * odd) set; -EAGAIN when no commit is pending or seq moved meanwhile;
+ * -EPROTO for a journal no commit could have written.
+ */
+int mproc__side_pending_snapshot(const struct mproc__side *sd, unsigned n,
+                                 uint64_t *out, uint32_t *seq_out);
+
 #endif /* MPROC_SHM_JOURNAL_H */

@@ -248,12 +248,10 @@ END_TEST
 static Suite *badinput_suite(void)
 {
 	Suite *s = suite_create("badinput");
-	TCase *tc = tcase_create("table");
+	TCase *tc = check_tcase(s, "table");
 
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
 	tcase_add_test(tc, test_badinput_table);
 	tcase_add_test(tc, test_badinput_strerror_total);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

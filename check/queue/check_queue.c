@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include "check_common.h"
+#include "internal.h" /* mproc__queue_peek */
 
 #define T 5000 /* ms: every blocking call in these tests */
 
@@ -23,11 +24,6 @@ static int accept_all(const mproc_msg *m, void *arg)
 	(void)m;
 	(void)arg;
 	return 1;
-}
-
-static int request_is(const mproc_msg *m, void *arg)
-{
-	return m->request == *(int32_t *)arg;
 }
 
 /* pymulproc: test_children_to_parent_communication. */
@@ -215,10 +211,13 @@ START_TEST(test_queue_predicate_keeps_order)
 		ck_assert_int_eq(mproc_send(q, req, 0, &i, sizeof(i)), 0);
 	}
 	for (i = 1; i < 10; i += 2) {
-		ck_assert_int_eq(mproc_recv(q, &m, request_is, &want, T), 0);
+		ck_assert_int_eq(mproc_recv(q, &m, mproc_match_request, &want,
+		                            T),
+		                 0);
 		ck_assert_int_eq(v, i);
 	}
-	ck_assert_int_eq(mproc_recv(q, &m, request_is, &want, MPROC_NOWAIT),
+	ck_assert_int_eq(mproc_recv(q, &m, mproc_match_request, &want,
+	                            MPROC_NOWAIT),
 	                 -EAGAIN);
 	for (i = 0; i < 10; i += 2) {
 		ck_assert_int_eq(mproc_recv(q, &m, NULL, NULL, T), 0);
@@ -367,7 +366,8 @@ START_TEST(test_queue_blocking_predicate_sleeps)
 		child_assert(mproc_send(q, want, 0, &i, sizeof(i)) == 0);
 		_exit(0);
 	}
-	ck_assert_int_eq(mproc_recv(q, &m, request_is, &want, T), 0);
+	ck_assert_int_eq(mproc_recv(q, &m, mproc_match_request, &want, T),
+	                 0);
 	ck_assert_int_eq(v, 1234);
 	check_reap_ok(kid, T);
 	ck_assert_uint_eq(stats_of(q).queued, 50);
@@ -579,6 +579,67 @@ START_TEST(test_queue_bad_arguments_change_nothing)
 }
 END_TEST
 
+/*
+ * A parent hands a DO task to anyone and waits for the FINISHED answer
+ * with mproc_match_request: it never takes back its own task (as
+ * mproc_for_me would: the task is addressed to anyone). The child takes
+ * the task with mproc_match_request_for_me; a NULL code matches nothing.
+ */
+START_TEST(test_queue_match_request_finished)
+{
+	mproc_conn *q = queue_new(0, 0, 0, 0);
+	const int32_t do_ = MPROC_DO, finished = MPROC_FINISHED;
+	int32_t task = 20, v = 0;
+	mproc_msg m = { .data = &v, .capacity = sizeof(v) };
+	pid_t kid;
+
+	ck_assert_int_eq(mproc_send(q, MPROC_DO, MPROC_ANYONE, &task,
+	                            sizeof(task)),
+	                 0);
+	/* The DO is there, for anyone, but is not what the parent waits
+	 * for; nor does a NULL code match it. */
+	ck_assert_int_eq(mproc__queue_peek(q, mproc_for_me, NULL), 1);
+	ck_assert_int_eq(mproc_recv(q, &m, mproc_match_request,
+	                            (void *)&finished, MPROC_NOWAIT),
+	                 -EAGAIN);
+	ck_assert_int_eq(mproc_recv(q, &m, mproc_match_request, NULL,
+	                            MPROC_NOWAIT),
+	                 -EAGAIN);
+	ck_assert_int_eq(mproc_recv(q, &m, mproc_match_request_for_me, NULL,
+	                            MPROC_NOWAIT),
+	                 -EAGAIN);
+	ck_assert_uint_eq(stats_of(q).queued, 1);
+
+	kid = check_fork();
+	ck_assert_int_ge(kid, 0);
+	if (kid == 0) {
+		int32_t t = 0, r;
+		mproc_msg c = { .data = &t, .capacity = sizeof(t) };
+
+		child_assert(mproc_recv(q, &c, mproc_match_request_for_me,
+		                        (void *)&do_, T) == 0);
+		child_assert(c.request == MPROC_DO && t == 20);
+		r = t * 2 + 1;
+		child_assert(send_t(q, MPROC_FINISHED, getppid(), &r,
+		                    sizeof(r), T) == 0);
+		mproc_close(q);
+		_exit(0);
+	}
+	/* Waits for the answer, the DO in the queue the whole time until
+	 * the child takes it. */
+	ck_assert_int_eq(mproc_recv(q, &m, mproc_match_request,
+	                            (void *)&finished, T),
+	                 0);
+	ck_assert_int_eq(m.request, MPROC_FINISHED);
+	ck_assert_int_eq(m.sender, kid);
+	ck_assert_int_eq(v, 41);
+	check_reap_ok(kid, T);
+	ck_assert_int_eq(mproc_queue_join(q, MPROC_NOWAIT), 0);
+	ck_assert_uint_eq(stats_of(q).received, 2);
+	mproc_close(q);
+}
+END_TEST
+
 /* A predicate that calls back into its own queue gets -EDEADLK. */
 static int reentrant_pred(const mproc_msg *m, void *arg)
 {
@@ -772,9 +833,8 @@ END_TEST
 static Suite *queue_suite(void)
 {
 	Suite *s = suite_create("queue");
-	TCase *tc = tcase_create("pymulproc");
+	TCase *tc = check_tcase(s, "pymulproc");
 
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
 	tcase_add_test(tc, test_queue_children_to_parent);
 	tcase_add_test(tc, test_queue_duplex_directed_stress);
 	tcase_add_test(tc, test_queue_receive_nothing);
@@ -783,10 +843,8 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_queue_full);
 	tcase_add_test(tc, test_queue_task_counting);
 	tcase_add_test(tc, test_queue_blocking_receive_woken);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("semantics");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "semantics");
 	tcase_add_test(tc, test_queue_predicate_keeps_order);
 	tcase_add_test(tc, test_queue_full_sender_wakes);
 	tcase_add_test(tc, test_queue_blocking_predicate_sleeps);
@@ -796,18 +854,16 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_queue_join_waits_for_children);
 	tcase_add_test(tc, test_queue_stats_exact);
 	tcase_add_test(tc, test_queue_reentrant_predicate);
+	tcase_add_test(tc, test_queue_match_request_finished);
 	tcase_add_test(tc, test_queue_shutdown_wakes_everyone);
 	tcase_add_test(tc, test_queue_orphans);
 	tcase_add_test(tc, test_queue_signal_storm);
 	tcase_add_test(tc, test_queue_fork_generations);
 	tcase_add_test(tc, test_queue_no_descriptor);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("arguments");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "arguments");
 	tcase_add_test(tc, test_queue_bad_options);
 	tcase_add_test(tc, test_queue_bad_arguments_change_nothing);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -179,15 +179,13 @@ END_TEST
 static Suite *fork_suite(void)
 {
 	Suite *s = suite_create("fork");
-	TCase *tc = tcase_create("fork");
+	TCase *tc = check_tcase(s, "fork");
 
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
 	tcase_add_test(tc, test_fork_pipe_grandchild);
 	tcase_add_test(tc, test_fork_child_closes_copy);
 	tcase_add_test(tc, test_fork_exit_without_close);
 	tcase_add_test(tc, test_fork_exec_no_leak);
 	tcase_add_test(tc, test_fork_closed_handles);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

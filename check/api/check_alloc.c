@@ -151,13 +151,11 @@ END_TEST
 static Suite *alloc_suite(void)
 {
 	Suite *s = suite_create("alloc");
-	TCase *tc = tcase_create("alloc");
+	TCase *tc = check_tcase(s, "alloc");
 
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
 	tcase_add_test(tc, test_alloc_queue_path);
 	tcase_add_test(tc, test_alloc_pipe_path);
 	tcase_add_test(tc, test_alloc_queue_footprint);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -16,9 +16,10 @@
 #include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/mman.h>
 
 #include "check_common.h"
+#include "check_pay.h"
+#include "check_rng.h"
 
 /* A test fails if nothing moves for this long. */
 #define STALL_MS check_scale_ms(500)
@@ -29,96 +30,7 @@
 /* Round trips the ping-pong must make at least. */
 #define PP_MIN_TRIPS (check_slow() ? 100 : 1000)
 
-
-/* ---- payloads that prove themselves whole ----------------------------- */
-
-#include "check_pay.h"
-
 /* ---- helpers ---------------------------------------------------------- */
-
-static uint64_t rng_s = 1;
-
-static void rng_seed(uint64_t seed)
-{
-	rng_s = seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull;
-	if (rng_s == 0)
-		rng_s = 1;
-}
-
-static uint32_t rng_next(void)
-{
-	rng_s ^= rng_s >> 12;
-	rng_s ^= rng_s << 25;
-	rng_s ^= rng_s >> 27;
-	return (uint32_t)((rng_s * 0x2545f4914f6cdd1dull) >> 32);
-}
-
-static uint32_t rng_range(uint32_t lo, uint32_t hi)
-{
-	return lo + rng_next() % (hi - lo + 1);
-}
-
-/* A child's own stream, different in every child. */
-static void rng_seed_child(uint32_t salt)
-{
-	rng_seed((uint64_t)getpid() << 20 ^ (uint64_t)check_now_ms() ^ salt);
-}
-
-static void *shm_alloc(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	ck_assert_msg(p != MAP_FAILED, "mmap: %s", strerror(errno));
-	return p;
-}
-
-static int send_pay(mproc_conn *q, int32_t request, pid_t to, uint32_t size,
-                    uint32_t src, uint32_t round, uint64_t seq, int timeout_ms)
-{
-	uint8_t buf[1024];
-	mproc_msg m;
-
-	if (size > sizeof(buf))
-		size = sizeof(buf);
-	pay_make(buf, size, src, round, seq);
-	memset(&m, 0, sizeof(m));
-	m.request = request;
-	m.recipient = to;
-	m.data = buf;
-	m.size = size;
-	return mproc_send_msg(q, &m, timeout_ms);
-}
-
-static int send_die(mproc_conn *q, pid_t to, int timeout_ms)
-{
-	mproc_msg m;
-
-	memset(&m, 0, sizeof(m));
-	m.request = MPROC_DIE;
-	m.recipient = to;
-	return mproc_send_msg(q, &m, timeout_ms);
-}
-
-/* After the last message: nothing queued or unfinished, join at once. */
-static void check_drained(mproc_conn *q)
-{
-	mproc_stats st = stats_of(q);
-	int rc;
-
-	ck_assert_msg(st.queued == 0 && st.bytes == 0 && st.unfinished == 0,
-	              "at the end: queued %llu bytes %llu unfinished %llu",
-	              (unsigned long long)st.queued,
-	              (unsigned long long)st.bytes,
-	              (unsigned long long)st.unfinished);
-	ck_assert_msg(st.sent == st.received && st.recoveries == 0,
-	              "sent %llu received %llu recoveries %llu",
-	              (unsigned long long)st.sent,
-	              (unsigned long long)st.received,
-	              (unsigned long long)st.recoveries);
-	rc = mproc_queue_join(q, 1000);
-	ck_assert_msg(rc == 0, "join: %s", mproc_strerror(rc));
-}
 
 /*
  * watch_children reaps pids[0..n) (each must exit 0) while watching
@@ -215,9 +127,9 @@ static void mm_producer(mproc_conn *q, struct mm_shared *sh, int idx,
 
 		if (__atomic_load_n(&sh->stop, __ATOMIC_RELAXED))
 			break;
-		rc = send_pay(q, MPROC_USER, MPROC_ANYONE,
-		              rng_range(sizeof(struct pay), maxsize),
-		              (uint32_t)idx, 0, seq, T);
+		rc = send_pay_to(q, MPROC_USER, MPROC_ANYONE,
+		                 rng_range(sizeof(struct pay), maxsize),
+		                 (uint32_t)idx, 0, seq, T);
 		if (rc != 0)
 			child_fail("send: %s", mproc_strerror(rc));
 		__atomic_store_n(&sh->nsent[idx], seq + 1, __ATOMIC_RELAXED);
@@ -318,7 +230,8 @@ static void mm_run(mproc_conn *q, uint64_t limit, uint32_t maxsize, int secs,
 		check_reap_ok(stopper, 10000);
 	}
 	for (int i = 0; i < MM_CONS; i++)
-		ck_assert_int_eq(send_die(q, MPROC_ANYONE, T), 0);
+		ck_assert_int_eq(
+		        send_t(q, MPROC_DIE, MPROC_ANYONE, NULL, 0, T), 0);
 	watch_children(q, cons, MM_CONS, all, MM_PROD + MM_CONS,
 	               &sh->progress, check_scale_ms(20000), what);
 
@@ -336,7 +249,7 @@ static void mm_run(mproc_conn *q, uint64_t limit, uint32_t maxsize, int secs,
 		}
 	}
 	ck_assert_int_eq(sh->progress, total);
-	check_drained(q);
+	check_drained_no_repair(q);
 	if (getenv("MPROC_TEST_VERBOSE"))
 		fprintf(stderr, "%s: %llu messages\n", what,
 		        (unsigned long long)total);
@@ -405,8 +318,8 @@ static void pp_pong(mproc_conn *q)
 			           (unsigned long long)next);
 		next++;
 		maybe_yield();
-		rc = send_pay(q, MPROC_FINISHED, m.sender, m.size, 2, 0, p.seq,
-		              T);
+		rc = send_pay_to(q, MPROC_FINISHED, m.sender, m.size, 2, 0,
+		                 p.seq, T);
 		if (rc != 0)
 			child_fail("pong send: %s", mproc_strerror(rc));
 	}
@@ -424,9 +337,9 @@ static void pp_ping(mproc_conn *q, struct pp_shared *sh, pid_t pong,
 		struct pay p;
 		int rc;
 
-		rc = send_pay(q, MPROC_DO, pong,
-		              rng_range(sizeof(struct pay), sizeof(buf)), 1, 0,
-		              seq, T);
+		rc = send_pay_to(q, MPROC_DO, pong,
+		                 rng_range(sizeof(struct pay), sizeof(buf)), 1,
+		                 0, seq, T);
 		if (rc != 0)
 			child_fail("ping send: %s", mproc_strerror(rc));
 		maybe_yield();
@@ -438,7 +351,7 @@ static void pp_ping(mproc_conn *q, struct pp_shared *sh, pid_t pong,
 			child_fail("ping: bad pong");
 		__atomic_store_n(&sh->progress, seq + 1, __ATOMIC_RELAXED);
 	}
-	if (send_die(q, pong, T) != 0)
+	if (send_t(q, MPROC_DIE, pong, NULL, 0, T) != 0)
 		child_fail("ping: DIE");
 	mproc_close(q);
 	_exit(0);
@@ -464,7 +377,7 @@ START_TEST(test_stress_pingpong)
 	               "ping-pong");
 	ck_assert_msg(sh->progress > PP_MIN_TRIPS, "only %llu round trips",
 	              (unsigned long long)sh->progress);
-	check_drained(q);
+	check_drained_no_repair(q);
 	if (getenv("MPROC_TEST_VERBOSE"))
 		fprintf(stderr, "ping-pong: %llu round trips\n",
 		        (unsigned long long)sh->progress);
@@ -510,8 +423,8 @@ static void dir_child(mproc_conn *q, struct dir_shared *sh, int idx)
 		__atomic_store_n(&sh->taken[idx], next, __ATOMIC_RELAXED);
 		maybe_yield();
 		/* The answer: the same payload, back to whoever asked. */
-		rc = send_pay(q, MPROC_FINISHED, m.sender, m.size, p.src,
-		              p.round, p.seq, T);
+		rc = send_pay_to(q, MPROC_FINISHED, m.sender, m.size, p.src,
+		                 p.round, p.seq, T);
 		if (rc != 0)
 			child_fail("child %d send: %s", idx,
 			           mproc_strerror(rc));
@@ -556,9 +469,9 @@ START_TEST(test_stress_directed)
 		for (int b = 0; b < burst; b++) {
 			int k =
 			    only >= 0 ? only : (int)rng_range(0, DIR_KIDS - 1);
-			int rc = send_pay(q, MPROC_DO, kids[k],
-			                  rng_range(sizeof(struct pay), 512),
-			                  (uint32_t)k, round, sent[k], T);
+			int rc = send_pay_to(q, MPROC_DO, kids[k],
+			                     rng_range(sizeof(struct pay), 512),
+			                     (uint32_t)k, round, sent[k], T);
 
 			ck_assert_msg(rc == 0, "send: %s", mproc_strerror(rc));
 			sent[k]++;
@@ -587,13 +500,13 @@ START_TEST(test_stress_directed)
 	}
 	for (int i = 0; i < DIR_KIDS; i++) {
 		ck_assert_int_eq(answered[i], sent[i]);
-		ck_assert_int_eq(send_die(q, kids[i], T), 0);
+		ck_assert_int_eq(send_t(q, MPROC_DIE, kids[i], NULL, 0, T), 0);
 	}
 	watch_children(q, kids, DIR_KIDS, kids, DIR_KIDS, &sh->progress,
 	               check_scale_ms(20000), "directed");
 	for (int i = 0; i < DIR_KIDS; i++)
 		ck_assert_int_eq(sh->taken[i], sent[i]);
-	check_drained(q);
+	check_drained_no_repair(q);
 	ck_assert_int_eq(stats_of(q).orphans, 0);
 	if (getenv("MPROC_TEST_VERBOSE"))
 		fprintf(stderr, "directed: %u rounds, %llu answers\n", round,
@@ -609,16 +522,14 @@ Suite *stress_suite(void);
 Suite *stress_suite(void)
 {
 	Suite *s = suite_create("stress");
-	TCase *tc = tcase_create("stress");
+	TCase *tc = check_tcase(s, "stress");
 
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
 	tcase_set_tags(tc, "stress");
 	tcase_add_test(tc, test_stress_mm_integrity);
 	tcase_add_test(tc, test_stress_small_queue);
 	tcase_add_test(tc, test_stress_max_messages);
 	tcase_add_test(tc, test_stress_pingpong);
 	tcase_add_test(tc, test_stress_directed);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

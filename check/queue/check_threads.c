@@ -13,45 +13,10 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/mman.h>
 
 #include "check_common.h"
-
-
-/* ---- payloads that prove themselves whole ----------------------------- */
-
 #include "check_pay.h"
-
-/* Per-thread generator: threads must not share one. */
-static uint32_t rng_next(uint64_t *s)
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return (uint32_t)((*s * 0x2545f4914f6cdd1dull) >> 32);
-}
-
-static uint32_t rng_range(uint64_t *s, uint32_t lo, uint32_t hi)
-{
-	return lo + rng_next(s) % (hi - lo + 1);
-}
-
-static void check_drained(mproc_conn *q)
-{
-	mproc_stats st;
-
-	ck_assert_int_eq(mproc_queue_stats(q, &st), 0);
-	ck_assert_msg(st.queued == 0 && st.bytes == 0 && st.unfinished == 0 &&
-	              st.sent == st.received && st.recoveries == 0,
-	              "at the end: queued %llu bytes %llu unfinished %llu "
-	              "sent %llu received %llu",
-	              (unsigned long long)st.queued,
-	              (unsigned long long)st.bytes,
-	              (unsigned long long)st.unfinished,
-	              (unsigned long long)st.sent,
-	              (unsigned long long)st.received);
-	ck_assert_int_eq(mproc_queue_join(q, 1000), 0);
-}
+#include "check_rng.h"
 
 /* ---- the shared bookkeeping --------------------------------------------- */
 
@@ -139,8 +104,8 @@ static void *worker_main(void *arg)
 
 			memset(&m, 0, sizeof(m));
 			m.request = MPROC_USER;
-			m.size = rng_range(&w->rng, sizeof(struct pay),
-			                   MAX_PAYLOAD);
+			m.size = rng_range_r(&w->rng, sizeof(struct pay),
+			                     MAX_PAYLOAD);
 			m.data = out;
 			pay_make(out, m.size, w->idx, UINT32_MAX, seq);
 			/* A thread that also receives must not sleep in send:
@@ -159,7 +124,7 @@ static void *worker_main(void *arg)
 				break;
 			}
 			if (w->role == ROLE_BOTH &&
-			    (rc != 0 || rng_range(&w->rng, 0, 1)))
+			    (rc != 0 || rng_range_r(&w->rng, 0, 1)))
 				worker_take(w, rc != 0 ? 10 : MPROC_NOWAIT);
 		}
 		__atomic_add_fetch(&w->b->senders_done, 1, __ATOMIC_SEQ_CST);
@@ -191,9 +156,8 @@ static void run_workers(mproc_conn *q, struct book *b, uint32_t base,
 		w[i].b = b;
 		w[i].idx = base + (uint32_t)i;
 		w[i].role = roles[i];
-		w[i].rng = ((uint64_t)getpid() << 32) ^
-		           (uint64_t)check_now_ms() ^
-		           (w[i].idx + 1) * 0x9e3779b97f4a7c15ull;
+		rng_seed_r(&w[i].rng, (uint64_t)getpid() << 32 ^
+		                      (uint64_t)check_now_ms() ^ w[i].idx);
 		if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0)
 			abort();
 	}
@@ -226,15 +190,13 @@ START_TEST(test_threads_procs)
 {
 	const int roles_split[2] = { ROLE_SEND, ROLE_RECV };
 	const int roles_both[2] = { ROLE_BOTH, ROLE_BOTH };
-	struct book *b = mmap(NULL, sizeof(*b), PROT_READ | PROT_WRITE,
-	                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct book *b = shm_alloc(sizeof(*b));
 	mproc_conn *q = queue_new(8192, MAX_PAYLOAD, 0, 0);
 	uint32_t senders[2 * PROCS];
 	int nsenders = 0, mixed = _i;
 	pid_t pids[PROCS];
 	long long t0;
 
-	ck_assert(b != MAP_FAILED);
 	b->total = (uint64_t)(mixed ? 2 : 1) * PROCS * PER_THREAD;
 	for (int p = 0; p < PROCS; p++) {
 		senders[nsenders++] = 2u * (uint32_t)p;
@@ -266,7 +228,7 @@ START_TEST(test_threads_procs)
 	for (int p = 0; p < PROCS; p++)
 		check_reap_ok(pids[p], 40000);
 	check_book(b, nsenders, senders);
-	check_drained(q);
+	check_drained_no_repair(q);
 	mproc_close(q);
 	munmap(b, sizeof(*b));
 }
@@ -299,8 +261,8 @@ START_TEST(test_threads_inproc)
 			w[i].b = b;
 			w[i].idx = (uint32_t)i;
 			w[i].role = split[i];
-			w[i].rng = (uint64_t)check_now_ms() ^
-			           (uint64_t)(i + 1) << 40;
+			rng_seed_r(&w[i].rng, (uint64_t)check_now_ms() ^
+			                      (uint64_t)(i + 1) << 40);
 			ck_assert_int_eq(pthread_create(&w[i].tid, NULL,
 			                                worker_main, &w[i]), 0);
 		}
@@ -316,7 +278,7 @@ START_TEST(test_threads_inproc)
 		free(w);
 	}
 	check_book(b, mixed ? 4 : 2, senders);
-	check_drained(q);
+	check_drained_no_repair(q);
 	mproc_close(q);
 	free(b);
 }
@@ -382,9 +344,10 @@ START_TEST(test_threads_predicates)
 {
 	struct picker pk[PICK_THREADS];
 	mproc_conn *q = queue_new(4096, MAX_PAYLOAD, 0, 0);
-	uint64_t sent[PICK_THREADS] = { 0 }, rng = (uint64_t)check_now_ms() | 1;
+	uint64_t sent[PICK_THREADS] = { 0 }, rng;
 	uint8_t out[MAX_PAYLOAD];
 
+	rng_seed_r(&rng, (uint64_t)check_now_ms());
 	for (uint32_t i = 0; i < PICK_THREADS; i++) {
 		memset(&pk[i], 0, sizeof(pk[i]));
 		pk[i].q = q;
@@ -393,10 +356,10 @@ START_TEST(test_threads_predicates)
 		                                &pk[i]), 0);
 	}
 	for (int n = 0; n < PICK_MSGS; n++) {
-		uint32_t to = rng_range(&rng, 0, PICK_THREADS - 1);
+		uint32_t to = rng_range_r(&rng, 0, PICK_THREADS - 1);
 		mproc_msg m = { .request = MPROC_USER, .data = out };
 
-		m.size = rng_range(&rng, sizeof(struct pay), MAX_PAYLOAD);
+		m.size = rng_range_r(&rng, sizeof(struct pay), MAX_PAYLOAD);
 		pay_make(out, m.size, 99, to, sent[to]++);
 		ck_assert_int_eq(mproc_send_msg(q, &m, 5000), 0);
 	}
@@ -412,7 +375,7 @@ START_TEST(test_threads_predicates)
 		              mproc_strerror(pk[i].error));
 		ck_assert_int_eq(pk[i].got, sent[i]);
 	}
-	check_drained(q);
+	check_drained_no_repair(q);
 	mproc_close(q);
 }
 END_TEST
@@ -424,16 +387,12 @@ Suite *threads_suite(void)
 	Suite *s = suite_create("threads");
 	TCase *tc;
 
-	tc = tcase_create("procs");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "procs");
 	tcase_add_loop_test(tc, test_threads_procs, 0, 2);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("inproc");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "inproc");
 	tcase_add_loop_test(tc, test_threads_inproc, 0, 2);
 	tcase_add_test(tc, test_threads_predicates);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -54,29 +54,6 @@ static void open_pair(mproc_conn **a, mproc_conn **b)
 	ck_assert_ptr_nonnull(*b);
 }
 
-/* mproc_send with a timeout, so a test never blocks without limit. */
-static int send_t(mproc_conn *c, int32_t req, pid_t to, const void *data,
-                  size_t size, int timeout_ms)
-{
-	mproc_msg m;
-
-	memset(&m, 0, sizeof(m));
-	m.request = req;
-	m.recipient = to;
-	m.data = (void *)data;
-	m.size = (uint32_t)size;
-	return mproc_send_msg(c, &m, timeout_ms);
-}
-
-static int recv_t(mproc_conn *c, mproc_msg *m, void *buf, size_t cap,
-                  mproc_match_fn match, void *arg, int timeout_ms)
-{
-	memset(m, 0, sizeof(*m));
-	m->data = buf;
-	m->capacity = (uint32_t)cap;
-	return mproc_recv(c, m, match, arg, timeout_ms);
-}
-
 /* Fills c's socket with 4 KiB messages, MPROC_NOWAIT, until -EAGAIN.
  * Returns how many sends returned 0 (the last may be partly kept). */
 static int fill_socket(mproc_conn *c)
@@ -1173,45 +1150,35 @@ Suite *pipe_suite(void)
 	Suite *s = suite_create("pipe");
 	TCase *tc;
 
-	tc = tcase_create("delivery");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "delivery");
 	tcase_add_test(tc, test_pipe_local_communication);
 	tcase_add_test(tc, test_pipe_payload_sizes);
 	tcase_add_test(tc, test_pipe_order);
 	tcase_add_test(tc, test_pipe_fd_poll);
 	tcase_add_test(tc, test_pipe_threads_duplex);
 	tcase_add_test(tc, test_pipe_threads_wait_their_turn);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("peer_gone");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "peer_gone");
 	tcase_add_test(tc, test_pipe_peer_death);
 	tcase_add_test(tc, test_pipe_peer_death_mid_frame);
 	tcase_add_test(tc, test_pipe_send_to_closed_peer);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("waiting");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "waiting");
 	tcase_add_test(tc, test_pipe_recv_timeouts);
 	tcase_add_test(tc, test_pipe_send_full_timeout);
 	tcase_add_test(tc, test_pipe_send_partial_flush);
 	tcase_add_test(tc, test_pipe_close_flush);
 	tcase_add_test(tc, test_pipe_partial_frame_resumes);
 	tcase_add_test(tc, test_pipe_signal_storm);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("selective");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "selective");
 	tcase_add_test(tc, test_pipe_predicate_holds_in_order);
 	tcase_add_test(tc, test_pipe_predicate_for_me);
 	tcase_add_test(tc, test_pipe_emsgsize_keeps_message);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("errors");
-	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tc = check_tcase(s, "errors");
 	tcase_add_test(tc, test_pipe_garbage_is_eproto);
 	tcase_add_test(tc, test_pipe_bad_arguments);
-	suite_add_tcase(s, tc);
 
 	return s;
 }
