@@ -65,6 +65,9 @@ int mproc__name_dir(char *buf)
 		if (strlen(env) >= MPROC__PATH_MAX)
 			return -EINVAL;
 		strcpy(buf, env);
+		/* "dir/" resolves a symlink "dir": O_NOFOLLOW must see it. */
+		for (size_t n = strlen(buf); n > 1 && buf[n - 1] == '/'; n--)
+			buf[n - 1] = '\0';
 	} else {
 		snprintf(buf, MPROC__PATH_MAX, "/dev/shm/mproc-%u",
 		         (unsigned)geteuid());
@@ -323,9 +326,10 @@ int mproc__named_attach(struct mproc__named *nm, const char *name,
 		fd = openat(dirfd, name + 1, O_RDWR | O_NOFOLLOW | O_NONBLOCK |
 		                                     O_CLOEXEC);
 		if (fd < 0) {
-			rc = errno == ELOOP || errno == ENXIO ? -EPROTO
-			     : errno == EPERM                 ? -EACCES
-			                                      : -errno;
+			rc = errno == ELOOP || errno == ENXIO ||
+			     errno == EISDIR   ? -EPROTO
+			     : errno == EPERM ? -EACCES
+			                      : -errno;
 			break;
 		}
 		if (fstat(fd, &st) < 0) {
