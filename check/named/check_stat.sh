@@ -116,29 +116,40 @@ jcheck "$out" || bad "list --json: not JSON"
 grep -q "^sent: *10$" "$out" && grep -q "^holders: *1$" "$out" ||
 	bad "full view: $(cat "$out")"
 
-# 2. Its receive lock held by a stopped process: answered at once.
-"$peer" lockstop "$live" > "$dir/.lock" 2>&1 &
-locker=$!
-pids="$pids $locker"
-wait_line "$dir/.lock" locked || bad "the locker did not lock"
-i=0
-until grep -q '^State:.*T' "/proc/$locker/status" 2>/dev/null; do
-	i=$((i + 1)); [ "$i" -lt 500 ] || { bad "the locker did not stop"; break; }
-	sleep 0.01
+# 2. Its receive lock held by a stopped process, first between commits,
+# then inside one (its journal pending): answered at once, all the same.
+for how in "" pending; do
+	what="stopped locker${how:+ ($how)}"
+	# shellcheck disable=SC2086
+	"$peer" lockstop "$live" $how > "$dir/.lock" 2>&1 &
+	locker=$!
+	pids="$pids $locker"
+	wait_line "$dir/.lock" locked || bad "$what: did not lock"
+	i=0
+	until grep -q '^State:.*T' "/proc/$locker/status" 2>/dev/null; do
+		i=$((i + 1)); [ "$i" -lt 500 ] || { bad "$what: did not stop"; break; }
+		sleep 0.01
+	done
+	t0=$(now_ms)
+	timeout 5 "$stat" --json "$live" > "$out"; rc=$?
+	t1=$(now_ms)
+	[ "$rc" -eq 0 ] || bad "$what: exit $rc"
+	[ $((t1 - t0)) -lt 1000 ] || bad "$what: took $((t1 - t0)) ms"
+	flat "$out" || bad "$what: not JSON"
+	expect "$out" queued 7 "$what"
+	expect "$out" holders 2 "$what"
+	if [ -n "$how" ]; then
+		expect "$out" pending true "$what"
+	else
+		expect "$out" pending false "$what"
+		expect "$out" consistent true "$what"
+	fi
+	timeout 5 "$stat" "$live" > /dev/null || bad "$what: full view failed"
+	timeout 5 "$stat" > /dev/null || bad "$what: list failed"
+	kill -CONT "$locker"
+	wait "$locker"; rc=$?
+	[ "$rc" -eq 0 ] || bad "$what: the locker ended with $rc"
 done
-t0=$(now_ms)
-timeout 5 "$stat" --json "$live" > "$out"; rc=$?
-t1=$(now_ms)
-[ "$rc" -eq 0 ] || bad "stopped locker: exit $rc"
-[ $((t1 - t0)) -lt 1000 ] || bad "stopped locker: took $((t1 - t0)) ms"
-flat "$out" || bad "stopped locker: not JSON"
-expect "$out" queued 7 "stopped locker"
-expect "$out" holders 2 "stopped locker"
-timeout 5 "$stat" "$live" > /dev/null || bad "stopped locker: full view failed"
-timeout 5 "$stat" > /dev/null || bad "stopped locker: list failed"
-kill -CONT "$locker"
-wait "$locker"; rc=$?
-[ "$rc" -eq 0 ] || bad "the locker ended with $rc"
 
 # 3. --watch with --count: that many documents, then exit.
 timeout 10 "$stat" --json --watch 0.1 --count 2 "$live" > "$out"; rc=$?

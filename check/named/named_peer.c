@@ -16,9 +16,12 @@
  *   named_peer hold NAME N R [SECONDS]   create NAME (mode 0640), send N
  *                                        messages of 100 bytes, take R, print
  *                                        "ready", stay SECONDS (30), exit
- *   named_peer lockstop NAME             attach, take the receive lock, print
+ *   named_peer lockstop NAME [pending]   attach, take the receive lock (and
+ *                                        with "pending" mark its journal
+ *                                        mid-commit, as a receiver stopped
+ *                                        inside a commit leaves it), print
  *                                        "locked", stop itself (SIGSTOP);
- *                                        after SIGCONT unlock and exit
+ *                                        after SIGCONT undo that and exit
  *
  * Exit 0 when the job went as it should, 1 otherwise (with a line on
  * stderr), 2 for a bad command line.
@@ -228,10 +231,11 @@ static int peer_hold(const char *name, long n, long r, long seconds)
 	return mproc_close(q) == 0 ? 0 : 1;
 }
 
-static int peer_lockstop(const char *name)
+static int peer_lockstop(const char *name, int pending)
 {
 	struct mproc__queue_shared *s;
 	mproc_conn *q;
+	uint32_t seq;
 	size_t len;
 	int rc;
 
@@ -240,9 +244,14 @@ static int peer_lockstop(const char *name)
 	s = mproc__queue_mapping(q, &len);
 	if ((rc = pthread_mutex_lock(&s->recv.lock)) != 0)
 		return peer_fail("lock", -rc);
+	seq = __atomic_load_n(&s->recv.journal.seq, __ATOMIC_RELAXED);
+	if (pending) /* odd: a commit begun; the words are untouched */
+		__atomic_store_n(&s->recv.journal.seq, seq | 1u,
+		                 __ATOMIC_RELEASE);
 	printf("locked\n");
 	fflush(stdout);
 	raise(SIGSTOP);
+	__atomic_store_n(&s->recv.journal.seq, seq, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&s->recv.lock);
 	return mproc_close(q) == 0 ? 0 : 1;
 }
@@ -269,8 +278,9 @@ int main(int argc, char **argv)
 		return peer_hold(argv[2], peer_num(argv[3]), peer_num(argv[4]),
 		                 argc == 6 ? peer_num(argv[5])
 		                           : PEER_MAX_SECONDS);
-	if (argc == 3 && strcmp(cmd, "lockstop") == 0)
-		return peer_lockstop(argv[2]);
+	if ((argc == 3 || (argc == 4 && strcmp(argv[3], "pending") == 0)) &&
+	    strcmp(cmd, "lockstop") == 0)
+		return peer_lockstop(argv[2], argc == 4);
 	fprintf(stderr, "usage: named_peer send|sendjoin|recv|sender|receiver|"
 	        "hold|lockstop NAME ...\n");
 	return 2;
