@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1087,6 +1088,53 @@ START_TEST(test_named_unlink_on_last_close)
 }
 END_TEST
 
+/*
+ * The last two holders close at once (a spin barrier in shared memory):
+ * one of them must see itself last and remove the name, every time.
+ */
+START_TEST(test_named_unlink_on_last_close_race)
+{
+	QNAME(n, "lastrace");
+	volatile int *bar;
+	int left = 0, rounds = check_slow() ? 20 : 200;
+
+	named_dir_new(0700);
+	bar = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
+	           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert(bar != MAP_FAILED);
+	for (int r = 0; r < rounds; r++) {
+		mproc_conn *q = q_create(n, MPROC_UNLINK_ON_LAST_CLOSE, 0);
+		long long end = check_now_ms() + WAIT_MS;
+		pid_t pid;
+
+		*bar = 0;
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			__atomic_add_fetch(bar, 1, __ATOMIC_SEQ_CST);
+			while (__atomic_load_n(bar, __ATOMIC_SEQ_CST) < 2 &&
+			       check_now_ms() < end)
+				;
+			_exit(mproc_close(q) == 0 ? 0 : 1);
+		}
+		__atomic_add_fetch(bar, 1, __ATOMIC_SEQ_CST);
+		while (__atomic_load_n(bar, __ATOMIC_SEQ_CST) < 2 &&
+		       check_now_ms() < end)
+			;
+		ck_assert_int_eq(mproc_close(q), 0);
+		check_reap_ok(pid, WAIT_MS);
+		if (named_exists(n)) {
+			left++;
+			ck_assert_int_eq(mproc_unlink(n), 0);
+		}
+	}
+	ck_assert_msg(left == 0, "the name outlived its last close in %d of "
+	              "%d rounds", left, rounds);
+	munmap((void *)bar, sizeof(int));
+	named_dir_done();
+}
+END_TEST
+
 /* ---- unrelated programs ------------------------------------------------ */
 
 #define PEER_N 500
@@ -1762,6 +1810,7 @@ static Suite *named_suite(void)
 	tcase_add_test(tc, test_named_dir_default);
 	tcase_add_test(tc, test_named_unlink_holders_go_on);
 	tcase_add_test(tc, test_named_unlink_on_last_close);
+	tcase_add_test(tc, test_named_unlink_on_last_close_race);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("peers");
