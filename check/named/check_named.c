@@ -451,7 +451,7 @@ START_TEST(test_named_create_stale)
 
 		_exit(mproc_queue_create(&c, n, NULL) == 0 ? 0 : 1);
 	}
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	q = q_create(n, 0, 0);
 	ck_assert_int_eq(mproc_close(q), 0);
 	ck_assert_int_eq(named_entries(&temps), 1);
@@ -623,7 +623,7 @@ START_TEST(test_named_create_attach_race)
 			missing++;
 		}
 	}
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	ck_assert_msg(attached > 0 && missing > 0,
 	              "the race was not run: %d attached, %d missing",
 	              attached, missing);
@@ -695,7 +695,7 @@ START_TEST(test_named_attach_eacces)
 			child_fail("create: %s", mproc_err_name(rc));
 		_exit(0);
 	}
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	ck_assert_int_eq(recv_int(q, NULL, 0), 12);
 	ck_assert(named_exists(pub));
 	ck_assert_int_eq(mproc_close(p), 0);
@@ -994,7 +994,7 @@ START_TEST(test_named_unlink_holders_go_on)
 	sync_tell(s.down[1]);
 	ck_assert_int_eq(recv_int(q, NULL, WAIT_MS), 21);
 	ck_assert_int_eq(send_int(a, 22, pid), 0);
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	/* A new queue under the name is another queue. */
 	q2 = q_create(n, 0, 0);
 	ck_assert_int_eq(send_int(q2, 23, 0), 0);
@@ -1049,7 +1049,7 @@ START_TEST(test_named_unlink_on_last_close)
 	ck_assert_int_eq(mproc_close(q), 0);
 	ck_assert(named_exists(n));
 	sync_tell(s.down[1]);
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	ck_assert(!named_exists(n));
 	sync_close(&s);
 
@@ -1122,7 +1122,7 @@ START_TEST(test_named_unlink_on_last_close_race)
 		       check_now_ms() < end)
 			;
 		ck_assert_int_eq(mproc_close(q), 0);
-		check_reap_ok(pid, WAIT_MS);
+		check_reap_ok(pid, check_scale_ms(WAIT_MS));
 		if (named_exists(n)) {
 			left++;
 			ck_assert_int_eq(mproc_unlink(n), 0);
@@ -1161,7 +1161,7 @@ START_TEST(test_named_peer_both_ways)
 		ck_assert_int_eq(mproc_send_msg(q, &m, WAIT_MS), 0);
 	}
 	ck_assert_int_eq(mproc_queue_join(q, check_scale_ms(WAIT_MS)), 0);
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	/* Peer -> test; the peer's join waits for the test's takes. */
 	snprintf(src, sizeof(src), "%d", 2);
 	snprintf(size, sizeof(size), "%d", 700);
@@ -1209,7 +1209,7 @@ START_TEST(test_named_exec_no_leak)
 		execl("/bin/sh", "sh", "-c", script, (char *)NULL);
 		_exit(127);
 	}
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	ck_assert_int_eq(mproc_close(a), 0);
 	ck_assert_int_eq(mproc_close(q), 0);
 	named_dir_done();
@@ -1232,7 +1232,7 @@ START_TEST(test_named_peer_orphans)
 	ck_assert_int_eq(mproc_recv(q, &(mproc_msg){ .data = (uint8_t[64]){ 0 },
 	                                              .capacity = 64 },
 	                            NULL, NULL, check_scale_ms(WAIT_MS)), 0);
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	for (int i = 0; i < 5; i++)
 		ck_assert_int_eq(send_int(q, i, pid), 0);
 	ck_assert_int_eq(send_int(q, 99, MPROC_ANYONE), 0);
@@ -1474,7 +1474,7 @@ START_TEST(test_named_fd_poll_epoll)
 	/* A send by an exec'd program wakes it. */
 	pid = peer_spawn(-1, "send", n, "1", "4", "64", NULL);
 	ck_assert(readable(fd, check_scale_ms(WAIT_MS)));
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	ck_assert_int_eq(mproc_recv(q, &(mproc_msg){ .data = (uint8_t[64]){ 0 },
 	                                              .capacity = 64 },
 	                            NULL, NULL, 0), 0);
@@ -1487,12 +1487,16 @@ START_TEST(test_named_fd_poll_epoll)
 	ck_assert_int_eq(epoll_wait(ep, &out, 1, 0), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		_exit(send_int(q, 41, 0) == 0 ? 0 : 1);
+	if (pid == 0) {
+		int rc = send_int(q, 41, 0);
+
+		mproc_close(q);
+		_exit(rc == 0 ? 0 : 1);
+	}
 	ck_assert_int_eq(epoll_wait(ep, &out, 1, check_scale_ms(WAIT_MS)), 1);
 	ck_assert_int_eq(out.data.fd, fd);
 	ck_assert_int_eq(epoll_wait(ep, &out, 1, 0), 1); /* still, until... */
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	ck_assert_int_eq(recv_int(q, NULL, 0), 41); /* ...a receive */
 	ck_assert_int_eq(epoll_wait(ep, &out, 1, 0), 0);
 	/* Sends while nobody received: one wake, still readable once. */
@@ -1529,6 +1533,7 @@ START_TEST(test_named_fd_no_spin)
 		if (!sync_hear(s.down[0], WAIT_MS))
 			_exit(1);
 		child_assert(send_int(q, 77, getppid()) == 0);
+		mproc_close(q);
 		_exit(0);
 	}
 	fd = mproc_fd(q);
@@ -1546,7 +1551,7 @@ START_TEST(test_named_fd_no_spin)
 	ck_assert_int_eq(recv_int(q, mproc_for_me, 0), 77);
 	ck_assert_int_eq(recv_int(q, mproc_for_me, 0), -EAGAIN);
 	ck_assert(!readable(fd, 0));
-	check_reap_ok(other, WAIT_MS);
+	check_reap_ok(other, check_scale_ms(WAIT_MS));
 	ck_assert_int_eq(stats_of(q).queued, 20);
 	sync_close(&s);
 	ck_assert_int_eq(mproc_close(q), 0);
@@ -1602,7 +1607,7 @@ START_TEST(test_named_fd_fork)
 	ck_assert(readable(fd, 0));
 	ck_assert_int_eq(recv_int(q, NULL, 0), -EAGAIN);
 	ck_assert(!readable(fd, 0));
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	sync_close(&s);
 	ck_assert_int_eq(mproc_close(q), 0);
 	named_dir_done();
@@ -1632,7 +1637,7 @@ START_TEST(test_named_fd_shutdown)
 	}
 	ck_assert(readable(fd, check_scale_ms(WAIT_MS)));
 	ck_assert_int_eq(recv_int(q, NULL, 0), -ESHUTDOWN);
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	ck_assert_int_eq(mproc_close(q), 0);
 	named_dir_done();
 }
@@ -1781,7 +1786,7 @@ START_TEST(test_named_known_stats_stopped_mid_commit)
 	rc = mproc_queue_stats(q, &st);
 	ms = check_now_ms() - t0;
 	kill(pid, SIGCONT);
-	check_reap_ok(pid, WAIT_MS);
+	check_reap_ok(pid, check_scale_ms(WAIT_MS));
 	close(out[0]);
 	ck_assert_msg(rc == 0 || rc == -EPROTO, "stats: %s after %lld ms",
 	              mproc_err_name(rc), ms);
