@@ -1,7 +1,8 @@
 #!/bin/sh
-# check_man.sh - the manual pages render without a warning, every symbol
-# the shared library exports has a page of its name in man/man3 (a page or
-# a .so link), and every page is in dist_man_MANS (mk/man.am).
+# check_man.sh - the manual pages (man1, man3, man7) render without a
+# warning, every symbol the shared library exports has a page of its name
+# in man/man3 (a page or a .so link), every installed program (tools/) has
+# one in man/man1, and every page is in dist_man_MANS (mk/man.am).
 #
 # Functions with a page but not (yet) in the library are fine: the check is
 # library symbols <= pages. Exit 77 (skip) when man or the library is
@@ -19,7 +20,7 @@ if [ ! -d "$mandir/man3" ] || [ ! -f "$mandir/man7/mproc.7" ]; then
 fi
 
 # Every page is installed and distributed.
-pages=$(cd "$mandir" && ls man3/*.3 man7/*.7)
+pages=$(cd "$mandir" && ls man1/*.1 man3/*.3 man7/*.7 2>/dev/null)
 for p in $pages; do
 	grep -qE "(^|[[:space:]])man/$p([[:space:]]|\$)" "$srcdir/mk/man.am" ||
 		{ echo "FAIL: man/$p is not in dist_man_MANS (mk/man.am)"; fail=1; }
@@ -41,6 +42,14 @@ if [ -f "$lib" ]; then
 else
 	echo "SKIP (symbols): no shared library at $lib"; skip=1
 fi
+
+# Every installed program has a page.
+for t in "$srcdir"/tools/*.c; do
+	[ -f "$t" ] || continue
+	prog=$(basename "$t" .c)
+	[ -f "$mandir/man1/$prog.1" ] ||
+		{ echo "FAIL: $prog is installed but has no man/man1/$prog.1"; fail=1; }
+done
 
 # Every page renders silently. man -l resolves ".so man3/x.3" against the
 # current directory, so render from man/.

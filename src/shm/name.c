@@ -65,6 +65,9 @@ int mproc__name_dir(char *buf)
 		if (strlen(env) >= MPROC__PATH_MAX)
 			return -EINVAL;
 		strcpy(buf, env);
+		/* "dir/" resolves a symlink "dir": O_NOFOLLOW must see it. */
+		for (size_t n = strlen(buf); n > 1 && buf[n - 1] == '/'; n--)
+			buf[n - 1] = '\0';
 	} else {
 		snprintf(buf, MPROC__PATH_MAX, "/dev/shm/mproc-%u",
 		         (unsigned)geteuid());
@@ -391,8 +394,11 @@ void mproc__named_close(struct mproc__named *nm)
 		return;
 	name_unregister(nm);
 	/* The last holder: only its own lock is left, so it can be made
-	 * exclusive. Remove the name if it is still this object's. */
-	if (nm->unlink_on_last_close && name_lock(nm->fd, F_WRLCK) == 0) {
+	 * exclusive. It lets go of its read lock first: of two holders
+	 * closing at once, each would see the other's and neither would
+	 * unlink. Remove the name if it is still this object's. */
+	if (nm->unlink_on_last_close && name_lock(nm->fd, F_UNLCK) == 0 &&
+	    name_lock(nm->fd, F_WRLCK) == 0) {
 		dirfd = open(nm->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 		                              O_CLOEXEC);
 		if (dirfd >= 0 && name_dir_safe(dirfd) == 0 &&
