@@ -352,8 +352,10 @@ int mproc_fd(mproc_conn *c);
 
 /*
  * mproc_queue_empty returns 1 when no message is queued, 0 when some are,
- * or a negative errno (-EINVAL, -EPROTO). Blocks only
- * for the queue's receive lock.
+ * or a negative errno (-EINVAL, -EPROTO, or -ETIMEDOUT when the receive
+ * lock stayed held for a second, by a stopped process). Blocks only for
+ * the queue's receive lock (and repairs it after a dead owner); for a
+ * look that never waits, use mproc_queue_stats.
  */
 int mproc_queue_empty(mproc_conn *q);
 

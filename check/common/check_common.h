@@ -222,7 +222,7 @@ static inline int check_stress_seconds(void)
 static inline mproc_conn *queue_new(size_t capacity, uint32_t max_payload,
                                     uint32_t max_messages, uint32_t flags)
 {
-	mproc_queue_opts o = { capacity, max_messages, max_payload, flags };
+	mproc_queue_opts o = { capacity, max_messages, max_payload, flags, 0 };
 	mproc_conn *q = NULL;
 	int rc = mproc_queue_open(&q, &o);
 

@@ -49,37 +49,30 @@ int mproc__mutex_clocklock(pthread_mutex_t *mu, const struct timespec *at)
 
 static int lock_attr_init(pthread_mutexattr_t *a);
 
-int mproc__lock_check(const pthread_mutex_t *mu)
+int mproc__lock_kind(void)
 {
-#if defined(__GLIBC__)
 	static int want = -1;
 	pthread_mutexattr_t a;
 	pthread_mutex_t ref;
-	int kind;
+	int kind = __atomic_load_n(&want, __ATOMIC_RELAXED);
 
-	/* The kind word a mutex made by mproc__lock_init has; a mapping
-	 * whose lock says otherwise is not ours (a scribbled kind sends
-	 * glibc down paths that crash). */
-	kind = __atomic_load_n(&want, __ATOMIC_RELAXED);
-	if (kind < 0) {
-		if (lock_attr_init(&a) != 0)
-			return 0;
+	if (kind >= 0)
+		return kind;
+	kind = 0;
+	if (lock_attr_init(&a) == 0) {
 		if (pthread_mutex_init(&ref, &a) == 0) {
-			kind = ref.__data.__kind;
+			kind = mproc__lock_kind_of(&ref);
 			pthread_mutex_destroy(&ref);
-			__atomic_store_n(&want, kind, __ATOMIC_RELAXED);
 		}
 		pthread_mutexattr_destroy(&a);
-		if (kind < 0)
-			return 0;
 	}
-	return __atomic_load_n(&mu->__data.__kind, __ATOMIC_RELAXED) == kind
-	               ? 0
-	               : -EPROTO;
-#else
-	(void)mu;
-	return 0;
-#endif
+	__atomic_store_n(&want, kind, __ATOMIC_RELAXED);
+	return kind;
+}
+
+int mproc__lock_check(const pthread_mutex_t *mu)
+{
+	return mproc__lock_kind_of(mu) == mproc__lock_kind() ? 0 : -EPROTO;
 }
 
 int mproc__lock_held_live(const pthread_mutex_t *mu)

@@ -16,6 +16,20 @@ int mproc__mutex_clocklock(pthread_mutex_t *mu, const struct timespec *at);
 
 /* Robust, process-shared, error-checking mutex. */
 int mproc__lock_init(pthread_mutex_t *mu);
+/* The type word glibc keeps in a mutex (0 elsewhere): a scribbled one
+ * sends glibc down paths that crash, so shared locks are checked against
+ * mproc__lock_kind() before each use. */
+static inline int mproc__lock_kind_of(const pthread_mutex_t *mu)
+{
+#if defined(__GLIBC__)
+	return __atomic_load_n(&mu->__data.__kind, __ATOMIC_RELAXED);
+#else
+	(void)mu;
+	return 0;
+#endif
+}
+/* The type word mproc__lock_init gives (computed once). */
+int mproc__lock_kind(void);
 /* mproc__lock_held_live: is mu held by a live owner right now (a look,
  * not a lock: for readers that must not wait)? */
 int mproc__lock_held_live(const pthread_mutex_t *mu);

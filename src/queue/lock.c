@@ -175,7 +175,8 @@ int mproc__queue_send_poll(struct queue_conn *q)
 	 * committed a message nobody will publish until the next sender
 	 * comes. Roll it forward now if the lock is free (never waits).
 	 * Returns 1 when it repaired the send side, else 0. */
-	if (!mproc__journal_pending(sd))
+	if (!mproc__journal_pending(sd) ||
+	    mproc__lock_kind_of(&sd->lock) != q->lock_kind)
 		return 0;
 	rc = mproc__lock(&sd->lock, &queue_try_only);
 	if (rc < 0)

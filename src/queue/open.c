@@ -42,6 +42,7 @@ static void queue_conn_init(struct queue_conn *q, void *map, size_t len,
 	q->taker = -1;
 	q->poll_fd = -1;
 	q->wake_fd = -1;
+	q->lock_kind = mproc__lock_kind();
 }
 
 #define QUEUE_FLAGS (MPROC_QUEUE_MANUAL_DONE | MPROC_UNLINK_ON_LAST_CLOSE)

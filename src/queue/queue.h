@@ -71,6 +71,7 @@ struct queue_conn {
 	int poll_slot;
 	pid_t poll_pid;
 	int wake_fd;
+	int lock_kind; /* what both locks' type word must say */
 	struct mproc__named *named; /* a named queue's file; NULL: anonymous */
 };
 
@@ -234,7 +235,8 @@ static inline int queue_lock(struct queue_conn *q, struct mproc__side *sd,
 {
 	int rc;
 
-	if (mproc__unlikely(mproc__queue_check_identity(q) < 0))
+	if (mproc__unlikely(mproc__queue_check_identity(q) < 0) ||
+	    mproc__unlikely(mproc__lock_kind_of(&sd->lock) != q->lock_kind))
 		return -EPROTO;
 	rc = pthread_mutex_trylock(&sd->lock);
 	if (mproc__likely(rc == 0) && mproc__likely(!mproc__journal_pending(sd))) {
