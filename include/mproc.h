@@ -442,6 +442,106 @@ const char *mproc_version(void);
 const char *mproc_request_name(int32_t request);
 
 /* ------------------------------------------------------------------ */
+/* Slot                                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A slot holds the latest value (request, sender, recipient, payload):
+ * mproc_send replaces it, and mproc_recv on a handle returns the newest
+ * value that handle has not returned yet, or waits up to its timeout for a
+ * newer one; values replaced in between are never seen by that handle
+ * (coalescing). Each handle remembers the version it last returned (a
+ * fresh handle, opened or attached, has returned none: its first receive
+ * takes the current value if there is one); a child starts where its
+ * parent's copy stood at fork(). A value that the predicate rejects counts
+ * as seen. An event is a slot whose values have size 0: mproc_send
+ * signals, mproc_recv waits for the next signal, and every listener sees
+ * each signal it did not miss by coalescing once.
+ * A reader never sees a torn value and a value being copied out is never
+ * overwritten under its reader: the slot keeps several buffers (8, or 3
+ * for a max_payload over 64 MiB), a reader pins the one it copies, and a
+ * writer fills one nobody pins, then publishes it with one atomic step. A
+ * writer killed half way leaves the previous value whole; a reader killed
+ * half way pins nothing (pins of dead processes count as free).
+ * mproc_send never waits for readers, except when every spare buffer is
+ * being copied out at that instant (more readers copying distinct older
+ * values than there are buffers): then it waits for one of those copies
+ * to end, up to its timeout (mproc_send: without limit).
+ * On a slot, mproc_send and mproc_send_msg return 0, -EINVAL, -EMSGSIZE
+ * (over max_payload), -EAGAIN or -ETIMEDOUT (mproc_send_msg only: the
+ * spare buffers stayed busy), -EDEADLK or -EPROTO; mproc_recv returns 0,
+ * -EAGAIN, -ETIMEDOUT, -EMSGSIZE (m->size set; the value stays unseen),
+ * -EUSERS (256 handles of one slot receive at once), -EDEADLK or -EPROTO.
+ * A predicate on a slot runs while its buffer is pinned: it sees
+ * m->data in shared memory, and must not call mproc on the same slot.
+ * mproc_fd on a slot: readable when a value was published since this
+ * handle's last receive began (and from the start), as for a queue.
+ * Memory: max_payload times the buffer count, touched only as buffers are
+ * used (two while no reader lags).
+ */
+
+#define MPROC_SLOT_DEFAULT_MAX_PAYLOAD (64u << 10)
+#define MPROC_SLOT_MAX_PAYLOAD (1u << 30)
+
+/* mproc_slot_opts configures a slot. Zeroed fields mean the defaults. */
+typedef struct mproc_slot_opts {
+	uint32_t max_payload; /* largest value; 0 = 64 KiB; up to 1 GiB */
+	uint32_t flags;       /* MPROC_UNLINK_ON_LAST_CLOSE (named) */
+	mode_t mode;          /* named: permission bits (& 0777); 0 = 0600 */
+} mproc_slot_opts;
+
+/* mproc_slot_counts is filled by mproc_slot_stats. */
+typedef struct mproc_slot_counts {
+	uint64_t version;    /* values published so far (0: none yet) */
+	uint64_t seen;       /* the version this handle last returned or
+	                        rejected (0: none) */
+	uint64_t recoveries; /* buffers taken back from writers that died
+	                        while filling them */
+	uint32_t size;       /* payload bytes of the current value */
+	uint32_t max_payload;
+	uint32_t buffers;
+	uint32_t readers;         /* live handles that have received */
+	uint32_t readers_waiting; /* of them, asleep in mproc_recv */
+	uint32_t reserved;
+} mproc_slot_counts;
+
+/*
+ * mproc_slot_open creates a slot in an anonymous MAP_SHARED mapping; call
+ * it before fork(). opts may be NULL for the defaults. It holds no value
+ * until the first send. Never blocks.
+ * Returns 0, -EINVAL (NULL slot, unknown flag, MPROC_UNLINK_ON_LAST_CLOSE,
+ * max_payload over MPROC_SLOT_MAX_PAYLOAD) or -ENOMEM.
+ * Ownership: the caller owns *slot; opts is borrowed.
+ * Fork: children use the inherited handle; each process closes its copy.
+ */
+int mproc_slot_open(mproc_conn **slot, const mproc_slot_opts *opts);
+
+/*
+ * mproc_slot_create makes a new named slot (see "Named objects"), as
+ * mproc_slot_open would, with opts->mode and MPROC_UNLINK_ON_LAST_CLOSE
+ * honoured. Returns 0, -EINVAL, -EEXIST, -EPERM, -EACCES, -ENOSPC,
+ * -ENOMEM or another errno of the file system.
+ * Ownership: the caller owns *slot; opts and name are borrowed.
+ */
+int mproc_slot_create(mproc_conn **slot, const char *name,
+                      const mproc_slot_opts *opts);
+
+/*
+ * mproc_slot_attach opens the named slot another program created. Its
+ * first receive takes the current value, if any. Returns 0, -EINVAL,
+ * -ENOENT, -EACCES, -EPROTO (not a valid mproc slot) or -EPERM.
+ * Ownership: the caller owns *slot and closes it.
+ */
+int mproc_slot_attach(mproc_conn **slot, const char *name);
+
+/*
+ * mproc_slot_stats fills *st without a lock and without waiting (one
+ * /proc look-up per receiving process, for readers). Returns 0, -EINVAL
+ * (not a slot, NULL) or -EPROTO. Borrows st.
+ */
+int mproc_slot_stats(mproc_conn *slot, mproc_slot_counts *st);
+
+/* ------------------------------------------------------------------ */
 /* The worker pool                                                     */
 /* ------------------------------------------------------------------ */
 

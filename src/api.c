@@ -255,3 +255,40 @@ int mproc_queue_purge(mproc_conn *q)
 	MPROC__QUEUE_ONLY(q);
 	return mproc__queue_purge(q);
 }
+
+/* Kind-only calls: a handle of any other kind is a bad argument. */
+#define MPROC__KIND_ONLY(c, transport)                                         \
+	do {                                                                   \
+		if ((c) == NULL || (c)->tr != &(transport))                    \
+			return -EINVAL;                                        \
+	} while (0)
+
+int mproc_slot_open(mproc_conn **slot, const mproc_slot_opts *opts)
+{
+	if (slot == NULL)
+		return -EINVAL;
+	return mproc__slot_open(slot, opts);
+}
+
+int mproc_slot_create(mproc_conn **slot, const char *name,
+                      const mproc_slot_opts *opts)
+{
+	if (slot == NULL)
+		return -EINVAL;
+	return mproc__slot_create(slot, name, opts);
+}
+
+int mproc_slot_attach(mproc_conn **slot, const char *name)
+{
+	if (slot == NULL)
+		return -EINVAL;
+	return mproc__slot_attach_name(slot, name);
+}
+
+int mproc_slot_stats(mproc_conn *slot, mproc_slot_counts *st)
+{
+	MPROC__KIND_ONLY(slot, mproc__slot_transport);
+	if (st == NULL)
+		return -EINVAL;
+	return mproc__slot_stats(slot, st);
+}
