@@ -63,4 +63,14 @@ int mproc__slot_create(mproc_conn **s, const char *name,
 int mproc__slot_attach_name(mproc_conn **s, const char *name);
 int mproc__slot_stats(mproc_conn *s, mproc_slot_counts *st);
 
+/* Bus (src/bus/); b is known to be a bus. */
+int mproc__bus_open(mproc_conn **b, const mproc_bus_opts *opts);
+int mproc__bus_create(mproc_conn **b, const char *name,
+                      const mproc_bus_opts *opts);
+int mproc__bus_attach_name(mproc_conn **b, const char *name);
+int mproc__bus_subscribe(mproc_conn *b);
+int mproc__bus_unsubscribe(mproc_conn *b);
+int mproc__bus_wait_readers(mproc_conn *b, unsigned n, int timeout_ms);
+int mproc__bus_stats(mproc_conn *b, mproc_bus_counts *st);
+
 #endif /* MPROC_CONN_H */
