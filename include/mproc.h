@@ -568,7 +568,7 @@ int mproc_bus_wait_readers(mproc_conn *bus, unsigned n, int timeout_ms);
  * mproc_bus_stats fills *st without a lock: the bus's counts, and the
  * caller's own (lag, lost, received) if it is subscribed. One /proc
  * look-up per subscriber (readers counts live ones). Returns 0, -EINVAL,
- * -EAGAIN (a writer died mid-commit and none came since) or -EPROTO.
+ * -ETIMEDOUT (the send lock stayed busy for 1 s) or -EPROTO.
  */
 int mproc_bus_stats(mproc_conn *bus, mproc_bus_counts *st);
 

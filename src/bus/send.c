@@ -83,15 +83,22 @@ int mproc__bus_words(struct bus_conn *b, uint64_t *p)
 {
 	uint32_t seq;
 
-	for (int i = 0; i < 1000; i++) {
-		if (mproc__side_snapshot(&b->s->send, BP_WORDS, p, &seq) == 0) {
-			if (!bus_words_valid(b, p))
-				return -EPROTO;
-			return 0;
-		}
-		sched_yield();
+	struct mproc__deadline d;
+	int rc;
+
+	for (int i = 0; i < 64; i++) {
+		if (mproc__side_snapshot(&b->s->send, BP_WORDS, p, &seq) == 0)
+			return bus_words_valid(b, p) ? 0 : -EPROTO;
+		mproc__pause();
 	}
-	return -EAGAIN; /* a writer died mid-commit: the next one repairs */
+	/* Busy writers keep moving them: read them under the lock (which
+	 * also repairs after a writer that died mid-commit). */
+	mproc__deadline_set(&d, BUS_LOCK_MS);
+	if ((rc = mproc__bus_lock(b, &d)) < 0)
+		return rc;
+	mproc__words_load(&b->s->send, p, BP_WORDS);
+	mproc__unlock(&b->s->send.lock);
+	return bus_words_valid(b, p) ? 0 : -EPROTO;
 }
 
 /*
