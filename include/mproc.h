@@ -444,6 +444,237 @@ const char *mproc_version(void);
 const char *mproc_request_name(int32_t request);
 
 /* ------------------------------------------------------------------ */
+/* Bus                                                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A bus delivers each message to every subscribed reader (pysyncq's
+ * queue): a ring of records with a cursor per reader. mproc_send appends
+ * one message that every process subscribed at that moment will see, in
+ * the order sent (one total order for all writers: they take turns on a
+ * send lock). mproc_recv returns the next message at the caller's cursor
+ * that match accepts; those it rejects are passed for this reader only
+ * (screening by sender or request). Subscriptions are per process (pid
+ * and start time): mproc_recv in a process that has not subscribed, a
+ * forked child of a subscriber included, is -ENOTCONN. A new subscriber
+ * starts at the next message sent.
+ * A message is freed when every live reader has passed it. Full ring,
+ * default: the writer waits (up to its timeout: -EAGAIN, -ETIMEDOUT) for
+ * the slowest live reader; a reader found dead while a writer would wait
+ * on it is unsubscribed, so writers never stall on a dead reader. With
+ * MPROC_BUS_OVERWRITE writers never wait: the oldest messages make room
+ * whatever the readers, and a reader that was overrun gets -EOVERFLOW
+ * once from its next receive, its cursor moved to the oldest message
+ * still there and the number it lost in its stats (lost); a copy that
+ * was overrun while it was made is thrown away, never returned torn.
+ * Crash safety as for the queue: every change to the shared words is
+ * journaled, and the next writer after one killed holding the lock
+ * repairs; a killed reader holds nothing (its cursor is taken back).
+ * A predicate on a bus runs without any lock (each reader moves only its
+ * own cursor), but must not call mproc on the same bus (-EDEADLK).
+ * mproc_fd on a bus: readable when a message was sent since this handle's
+ * last receive began (and from the start), as for a queue.
+ * On a bus, mproc_send and mproc_send_msg return 0, -EINVAL, -EMSGSIZE,
+ * -EAGAIN, -ETIMEDOUT (full, default mode), -EDEADLK or -EPROTO; mproc_recv
+ * returns 0, -EAGAIN, -ETIMEDOUT, -ENOTCONN, -EOVERFLOW, -EMSGSIZE (m->size
+ * set; the message stays at the cursor), -EDEADLK or -EPROTO.
+ * Closing a handle unsubscribes the calling process.
+ */
+
+#define MPROC_BUS_DEFAULT_CAPACITY (1u << 20)
+#define MPROC_BUS_DEFAULT_MAX_PAYLOAD (64u << 10)
+#define MPROC_BUS_DEFAULT_MAX_READERS 64
+#define MPROC_BUS_MAX_CAPACITY (1u << 30)
+
+/* Bus flag (mproc_bus_opts.flags): writers never wait, overrun readers
+ * get -EOVERFLOW. */
+#define MPROC_BUS_OVERWRITE (1u << 0)
+
+/* mproc_bus_opts configures a bus. Zeroed fields mean the defaults. */
+typedef struct mproc_bus_opts {
+	size_t capacity;      /* bytes of ring; 0 = 1 MiB; at most 1 GiB */
+	uint32_t max_payload; /* 0 = 64 KiB */
+	uint32_t max_readers; /* 0 = 64; at most 4096 */
+	uint32_t flags;       /* MPROC_BUS_OVERWRITE, MPROC_UNLINK_ON_LAST_CLOSE */
+	mode_t mode;          /* named: permission bits (& 0777); 0 = 0600 */
+} mproc_bus_opts;
+
+/* mproc_bus_counts is filled by mproc_bus_stats. */
+typedef struct mproc_bus_counts {
+	uint64_t sent;       /* messages ever sent */
+	uint64_t queued;     /* messages still in the ring */
+	uint64_t bytes;      /* ring bytes they take (headers included) */
+	uint64_t capacity;
+	uint64_t max_payload;
+	uint64_t recoveries; /* the send lock recovered from a dead owner */
+	uint64_t reclaimed;  /* dead readers' subscriptions taken back */
+	uint32_t readers;    /* live subscribers */
+	uint32_t max_readers;
+	int32_t subscribed;  /* 1: the caller is a subscriber; the rest is its */
+	uint32_t reserved;
+	uint64_t lag;        /* messages sent that the caller has not passed */
+	uint64_t lost;       /* messages the caller lost to overwrites */
+	uint64_t received;   /* messages the caller received */
+} mproc_bus_counts;
+
+/*
+ * mproc_bus_open creates a bus in an anonymous MAP_SHARED mapping; call it
+ * before fork(). opts may be NULL. Nobody is subscribed yet.
+ * Returns 0, -EINVAL (NULL bus, unknown flag, MPROC_UNLINK_ON_LAST_CLOSE,
+ * capacity too small for one message of max_payload or over
+ * MPROC_BUS_MAX_CAPACITY, max_readers over 4096) or -ENOMEM.
+ * Ownership: the caller owns *bus; opts is borrowed.
+ * Fork: children use the inherited handle (and subscribe themselves).
+ */
+int mproc_bus_open(mproc_conn **bus, const mproc_bus_opts *opts);
+
+/*
+ * mproc_bus_create makes a new named bus (see "Named objects"), as
+ * mproc_bus_open would, with opts->mode and MPROC_UNLINK_ON_LAST_CLOSE
+ * honoured. Returns 0, -EINVAL, -EEXIST, -EPERM, -EACCES, -ENOSPC, -ENOMEM
+ * or another errno of the file system.
+ */
+int mproc_bus_create(mproc_conn **bus, const char *name,
+                     const mproc_bus_opts *opts);
+
+/*
+ * mproc_bus_attach opens the named bus another program created. Returns
+ * 0, -EINVAL, -ENOENT, -EACCES, -EPROTO (not a valid mproc bus) or
+ * -EPERM. The caller owns *bus and closes it.
+ */
+int mproc_bus_attach(mproc_conn **bus, const char *name);
+
+/*
+ * mproc_bus_subscribe makes the calling process a reader from the next
+ * message sent on (a second call changes nothing). Waits at most 1 s for
+ * the send lock. Returns 0, -EUSERS (max_readers live subscribers
+ * already), -EINVAL, -ETIMEDOUT or -EPROTO.
+ */
+int mproc_bus_subscribe(mproc_conn *bus);
+
+/*
+ * mproc_bus_unsubscribe ends the calling process's subscription: what it
+ * has not read is freed for it. Returns 0, -ENOTCONN (not subscribed),
+ * -EINVAL or -EPROTO. Never blocks.
+ */
+int mproc_bus_unsubscribe(mproc_conn *bus);
+
+/*
+ * mproc_bus_wait_readers waits until at least n live processes are
+ * subscribed, up to timeout_ms. Returns 0, -EAGAIN (MPROC_NOWAIT),
+ * -ETIMEDOUT, -EINVAL or -EPROTO.
+ */
+int mproc_bus_wait_readers(mproc_conn *bus, unsigned n, int timeout_ms);
+
+/*
+ * mproc_bus_stats fills *st without a lock: the bus's counts, and the
+ * caller's own (lag, lost, received) if it is subscribed. One /proc
+ * look-up per subscriber (readers counts live ones). Returns 0, -EINVAL,
+ * -ETIMEDOUT (the send lock stayed busy for 1 s) or -EPROTO.
+ */
+int mproc_bus_stats(mproc_conn *bus, mproc_bus_counts *st);
+
+/* ------------------------------------------------------------------ */
+/* Slot                                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A slot holds the latest value (request, sender, recipient, payload):
+ * mproc_send replaces it, and mproc_recv on a handle returns the newest
+ * value that handle has not returned yet, or waits up to its timeout for a
+ * newer one; values replaced in between are never seen by that handle
+ * (coalescing). Each handle remembers the version it last returned (a
+ * fresh handle, opened or attached, has returned none: its first receive
+ * takes the current value if there is one); a child starts where its
+ * parent's copy stood at fork(). A value that the predicate rejects counts
+ * as seen. An event is a slot whose values have size 0: mproc_send
+ * signals, mproc_recv waits for the next signal, and every listener sees
+ * each signal it did not miss by coalescing once.
+ * A reader never sees a torn value and a value being copied out is never
+ * overwritten under its reader: the slot keeps several buffers (8, or 3
+ * for a max_payload over 64 MiB), a reader pins the one it copies, and a
+ * writer fills one nobody pins, then publishes it with one atomic step. A
+ * writer killed half way leaves the previous value whole; a reader killed
+ * half way pins nothing (pins of dead processes count as free).
+ * mproc_send never waits for readers, except when every spare buffer is
+ * being copied out at that instant (more readers copying distinct older
+ * values than there are buffers): then it waits for one of those copies
+ * to end, up to its timeout (mproc_send: without limit).
+ * On a slot, mproc_send and mproc_send_msg return 0, -EINVAL, -EMSGSIZE
+ * (over max_payload), -EAGAIN or -ETIMEDOUT (mproc_send_msg only: the
+ * spare buffers stayed busy), -EDEADLK or -EPROTO; mproc_recv returns 0,
+ * -EAGAIN, -ETIMEDOUT, -EMSGSIZE (m->size set; the value stays unseen),
+ * -EUSERS (256 handles of one slot receive at once), -EDEADLK or -EPROTO.
+ * A predicate on a slot runs while its buffer is pinned: it sees
+ * m->data in shared memory, and must not call mproc on the same slot.
+ * mproc_fd on a slot: readable when a value was published since this
+ * handle's last receive began (and from the start), as for a queue.
+ * Memory: max_payload times the buffer count, touched only as buffers are
+ * used (two while no reader lags).
+ */
+
+#define MPROC_SLOT_DEFAULT_MAX_PAYLOAD (64u << 10)
+#define MPROC_SLOT_MAX_PAYLOAD (1u << 30)
+
+/* mproc_slot_opts configures a slot. Zeroed fields mean the defaults. */
+typedef struct mproc_slot_opts {
+	uint32_t max_payload; /* largest value; 0 = 64 KiB; up to 1 GiB */
+	uint32_t flags;       /* MPROC_UNLINK_ON_LAST_CLOSE (named) */
+	mode_t mode;          /* named: permission bits (& 0777); 0 = 0600 */
+} mproc_slot_opts;
+
+/* mproc_slot_counts is filled by mproc_slot_stats. */
+typedef struct mproc_slot_counts {
+	uint64_t version;    /* values published so far (0: none yet) */
+	uint64_t seen;       /* the version this handle last returned or
+	                        rejected (0: none) */
+	uint64_t recoveries; /* buffers taken back from writers that died
+	                        while filling them */
+	uint32_t size;       /* payload bytes of the current value */
+	uint32_t max_payload;
+	uint32_t buffers;
+	uint32_t readers;         /* live handles that have received */
+	uint32_t readers_waiting; /* of them, asleep in mproc_recv */
+	uint32_t reserved;
+} mproc_slot_counts;
+
+/*
+ * mproc_slot_open creates a slot in an anonymous MAP_SHARED mapping; call
+ * it before fork(). opts may be NULL for the defaults. It holds no value
+ * until the first send. Never blocks.
+ * Returns 0, -EINVAL (NULL slot, unknown flag, MPROC_UNLINK_ON_LAST_CLOSE,
+ * max_payload over MPROC_SLOT_MAX_PAYLOAD) or -ENOMEM.
+ * Ownership: the caller owns *slot; opts is borrowed.
+ * Fork: children use the inherited handle; each process closes its copy.
+ */
+int mproc_slot_open(mproc_conn **slot, const mproc_slot_opts *opts);
+
+/*
+ * mproc_slot_create makes a new named slot (see "Named objects"), as
+ * mproc_slot_open would, with opts->mode and MPROC_UNLINK_ON_LAST_CLOSE
+ * honoured. Returns 0, -EINVAL, -EEXIST, -EPERM, -EACCES, -ENOSPC,
+ * -ENOMEM or another errno of the file system.
+ * Ownership: the caller owns *slot; opts and name are borrowed.
+ */
+int mproc_slot_create(mproc_conn **slot, const char *name,
+                      const mproc_slot_opts *opts);
+
+/*
+ * mproc_slot_attach opens the named slot another program created. Its
+ * first receive takes the current value, if any. Returns 0, -EINVAL,
+ * -ENOENT, -EACCES, -EPROTO (not a valid mproc slot) or -EPERM.
+ * Ownership: the caller owns *slot and closes it.
+ */
+int mproc_slot_attach(mproc_conn **slot, const char *name);
+
+/*
+ * mproc_slot_stats fills *st without a lock and without waiting (one
+ * /proc look-up per receiving process, for readers). Returns 0, -EINVAL
+ * (not a slot, NULL) or -EPROTO. Borrows st.
+ */
+int mproc_slot_stats(mproc_conn *slot, mproc_slot_counts *st);
+
+/* ------------------------------------------------------------------ */
 /* The worker pool                                                     */
 /* ------------------------------------------------------------------ */
 

@@ -255,3 +255,90 @@ int mproc_queue_purge(mproc_conn *q)
 	MPROC__QUEUE_ONLY(q);
 	return mproc__queue_purge(q);
 }
+
+/* Kind-only calls: a handle of any other kind is a bad argument. */
+#define MPROC__KIND_ONLY(c, transport)                                         \
+	do {                                                                   \
+		if ((c) == NULL || (c)->tr != &(transport))                    \
+			return -EINVAL;                                        \
+	} while (0)
+
+int mproc_slot_open(mproc_conn **slot, const mproc_slot_opts *opts)
+{
+	if (slot == NULL)
+		return -EINVAL;
+	return mproc__slot_open(slot, opts);
+}
+
+int mproc_slot_create(mproc_conn **slot, const char *name,
+                      const mproc_slot_opts *opts)
+{
+	if (slot == NULL)
+		return -EINVAL;
+	return mproc__slot_create(slot, name, opts);
+}
+
+int mproc_slot_attach(mproc_conn **slot, const char *name)
+{
+	if (slot == NULL)
+		return -EINVAL;
+	return mproc__slot_attach_name(slot, name);
+}
+
+int mproc_slot_stats(mproc_conn *slot, mproc_slot_counts *st)
+{
+	MPROC__KIND_ONLY(slot, mproc__slot_transport);
+	if (st == NULL)
+		return -EINVAL;
+	return mproc__slot_stats(slot, st);
+}
+
+int mproc_bus_open(mproc_conn **bus, const mproc_bus_opts *opts)
+{
+	if (bus == NULL)
+		return -EINVAL;
+	return mproc__bus_open(bus, opts);
+}
+
+int mproc_bus_create(mproc_conn **bus, const char *name,
+                     const mproc_bus_opts *opts)
+{
+	if (bus == NULL)
+		return -EINVAL;
+	return mproc__bus_create(bus, name, opts);
+}
+
+int mproc_bus_attach(mproc_conn **bus, const char *name)
+{
+	if (bus == NULL)
+		return -EINVAL;
+	return mproc__bus_attach_name(bus, name);
+}
+
+int mproc_bus_subscribe(mproc_conn *bus)
+{
+	MPROC__KIND_ONLY(bus, mproc__bus_transport);
+	return mproc__bus_subscribe(bus);
+}
+
+int mproc_bus_unsubscribe(mproc_conn *bus)
+{
+	MPROC__KIND_ONLY(bus, mproc__bus_transport);
+	return mproc__bus_unsubscribe(bus);
+}
+
+int mproc_bus_wait_readers(mproc_conn *bus, unsigned n, int timeout_ms)
+{
+	MPROC__KIND_ONLY(bus, mproc__bus_transport);
+	if (!mproc__timeout_ok(timeout_ms))
+		return -EINVAL;
+	return mproc__bus_wait_readers(bus, n, timeout_ms);
+}
+
+int mproc_bus_stats(mproc_conn *bus, mproc_bus_counts *st)
+{
+	MPROC__KIND_ONLY(bus, mproc__bus_transport);
+	if (st == NULL)
+		return -EINVAL;
+	return mproc__bus_stats(bus, st);
+}

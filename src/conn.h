@@ -39,6 +39,8 @@ struct mproc_conn {
 
 extern const struct mproc__transport mproc__pipe_transport;
 extern const struct mproc__transport mproc__queue_transport;
+extern const struct mproc__transport mproc__slot_transport;
+extern const struct mproc__transport mproc__bus_transport;
 
 /* Queue-only operations (src/queue/); q is known to be a queue. */
 int mproc__queue_empty(mproc_conn *q);
@@ -53,5 +55,22 @@ int mproc__queue_create(mproc_conn **q, const char *name,
 int mproc__queue_attach_name(mproc_conn **q, const char *name);
 int mproc__name_unlink(const char *name);
 int mproc__pipe_open(mproc_conn **a, mproc_conn **b);
+
+/* Slot (src/slot/); s is known to be a slot. */
+int mproc__slot_open(mproc_conn **s, const mproc_slot_opts *opts);
+int mproc__slot_create(mproc_conn **s, const char *name,
+                       const mproc_slot_opts *opts);
+int mproc__slot_attach_name(mproc_conn **s, const char *name);
+int mproc__slot_stats(mproc_conn *s, mproc_slot_counts *st);
+
+/* Bus (src/bus/); b is known to be a bus. */
+int mproc__bus_open(mproc_conn **b, const mproc_bus_opts *opts);
+int mproc__bus_create(mproc_conn **b, const char *name,
+                      const mproc_bus_opts *opts);
+int mproc__bus_attach_name(mproc_conn **b, const char *name);
+int mproc__bus_subscribe(mproc_conn *b);
+int mproc__bus_unsubscribe(mproc_conn *b);
+int mproc__bus_wait_readers(mproc_conn *b, unsigned n, int timeout_ms);
+int mproc__bus_stats(mproc_conn *b, mproc_bus_counts *st);
 
 #endif /* MPROC_CONN_H */

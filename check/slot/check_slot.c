@@ -1,0 +1,664 @@
+/*
+ * check_slot.c - the slot (latest value) and the event: coalescing, what
+ * each handle has seen (fork included), screening, sizes, large values
+ * under concurrent writers and readers (never torn, never overwritten
+ * under a reader), killed writers and readers, events seen once by every
+ * listener, named slots attached from an exec'd program, the descriptor.
+ */
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "check_common.h"
+#include "internal.h"
+
+#define T 5000 /* ms: every blocking call in these tests */
+
+static const char *self_exe;
+
+static mproc_conn *slot_new(uint32_t max_payload)
+{
+	mproc_slot_opts o = { .max_payload = max_payload };
+	mproc_conn *s = NULL;
+	int rc = mproc_slot_open(&s, &o);
+
+	ck_assert_msg(rc == 0, "mproc_slot_open: %s", mproc_strerror(rc));
+	return s;
+}
+
+static mproc_slot_counts sstats(mproc_conn *s)
+{
+	mproc_slot_counts st;
+
+	ck_assert_int_eq(mproc_slot_stats(s, &st), 0);
+	return st;
+}
+
+static int send_u64(mproc_conn *s, uint64_t v)
+{
+	return mproc_send(s, MPROC_USER, 0, &v, sizeof(v));
+}
+
+static int recv_u64(mproc_conn *s, uint64_t *v, int timeout)
+{
+	mproc_msg m = { .data = v, .capacity = sizeof(*v) };
+
+	return mproc_recv(s, &m, NULL, NULL, timeout);
+}
+
+static int reject_all(const mproc_msg *m, void *arg)
+{
+	(void)m;
+	(void)arg;
+	return 0;
+}
+
+START_TEST(test_slot_latest_coalesces)
+{
+	mproc_conn *s = slot_new(0);
+	uint64_t v = 0;
+	mproc_msg m = { .data = &v, .capacity = sizeof(v) };
+
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), -EAGAIN);
+	ck_assert_int_eq(recv_u64(s, &v, 30), -ETIMEDOUT);
+	ck_assert_int_eq(sstats(s).version, 0);
+	ck_assert_int_eq(send_u64(s, 1), 0);
+	ck_assert_int_eq(mproc_recv(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(v, 1);
+	ck_assert_int_eq(m.request, MPROC_USER);
+	ck_assert_int_eq(m.sender, getpid());
+	ck_assert_int_eq(m.size, sizeof(v));
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), -EAGAIN);
+	for (uint64_t i = 2; i <= 50; i++)
+		ck_assert_int_eq(send_u64(s, i), 0);
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(v, 50); /* values in between are skipped */
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), -EAGAIN);
+	ck_assert_int_eq(sstats(s).version, 50);
+	ck_assert_int_eq(sstats(s).seen, 50);
+	ck_assert_int_eq(sstats(s).size, sizeof(v));
+	ck_assert_int_eq(sstats(s).buffers, 8);
+	ck_assert_int_eq(mproc_close(s), 0);
+	ck_assert_int_eq(mproc_close(s), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_slot_args)
+{
+	mproc_slot_opts o = { 0 };
+	mproc_conn *s = NULL, *q = queue_new(0, 0, 0, 0);
+	mproc_slot_counts st;
+	char big[100] = { 0 };
+
+	ck_assert_int_eq(mproc_slot_open(NULL, NULL), -EINVAL);
+	o.flags = 1u << 3;
+	ck_assert_int_eq(mproc_slot_open(&s, &o), -EINVAL);
+	o.flags = MPROC_UNLINK_ON_LAST_CLOSE; /* no name */
+	ck_assert_int_eq(mproc_slot_open(&s, &o), -EINVAL);
+	o.flags = 0;
+	o.max_payload = MPROC_SLOT_MAX_PAYLOAD + 1;
+	ck_assert_int_eq(mproc_slot_open(&s, &o), -EINVAL);
+	ck_assert_ptr_null(s);
+	ck_assert_int_eq(mproc_slot_stats(q, &st), -EINVAL);
+	ck_assert_int_eq(mproc_slot_stats(NULL, &st), -EINVAL);
+	s = slot_new(64);
+	ck_assert_int_eq(mproc_slot_stats(s, NULL), -EINVAL);
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, big, 65), -EMSGSIZE);
+	ck_assert_int_eq(mproc_send(s, 7, 0, big, 1), -EINVAL);
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, -1, big, 1), -EINVAL);
+	ck_assert_int_eq(sstats(s).version, 0); /* failed calls changed nothing */
+	ck_assert_int_eq(mproc_queue_stats(s, NULL), -EINVAL);
+	ck_assert_int_eq(mproc_slot_create(&s, "bad name", NULL), -EINVAL);
+	mproc_close(s);
+	mproc_close(q);
+}
+END_TEST
+
+START_TEST(test_slot_msgsize_keeps_value)
+{
+	mproc_conn *s = slot_new(0);
+	char buf[64], small[4];
+	mproc_msg m = { .data = small, .capacity = sizeof(small) };
+
+	memset(buf, 'x', sizeof(buf));
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(mproc_recv(s, &m, NULL, NULL, MPROC_NOWAIT), -EMSGSIZE);
+	ck_assert_int_eq(m.size, sizeof(buf));
+	m.data = buf;
+	m.capacity = sizeof(buf);
+	memset(buf, 0, sizeof(buf));
+	ck_assert_int_eq(mproc_recv(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(m.size, sizeof(buf));
+	ck_assert_int_eq(buf[63], 'x');
+	mproc_close(s);
+}
+END_TEST
+
+START_TEST(test_slot_rejected_counts_as_seen)
+{
+	mproc_conn *s = slot_new(0);
+	uint64_t v;
+	mproc_msg m = { .data = &v, .capacity = sizeof(v) };
+
+	ck_assert_int_eq(send_u64(s, 7), 0);
+	ck_assert_int_eq(mproc_recv(s, &m, reject_all, NULL, 50), -ETIMEDOUT);
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), -EAGAIN);
+	ck_assert_int_eq(sstats(s).seen, 1);
+	ck_assert_int_eq(send_u64(s, 8), 0);
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(v, 8);
+	mproc_close(s);
+}
+END_TEST
+
+/* A child starts where its parent's copy stood; handles are separate. */
+START_TEST(test_slot_fork_starts_where_parent_stood)
+{
+	mproc_conn *s = slot_new(0);
+	uint64_t v;
+	pid_t pid;
+
+	ck_assert_int_eq(send_u64(s, 1), 0);
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uint64_t w;
+
+		child_assert(recv_u64(s, &w, MPROC_NOWAIT) == -EAGAIN);
+		child_assert(recv_u64(s, &w, T) == 0 && w == 2);
+		mproc_close(s);
+		_exit(0);
+	}
+	usleep(20000);
+	ck_assert_int_eq(send_u64(s, 2), 0);
+	check_reap_ok(pid, T);
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(v, 2);
+	mproc_close(s);
+}
+END_TEST
+
+/* Every listener of an event sees the signal once. */
+START_TEST(test_slot_event_every_listener_once)
+{
+	mproc_conn *e = slot_new(0);
+	pid_t kids[4];
+	long long end;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		kids[i] = fork();
+		ck_assert_int_ge(kids[i], 0);
+		if (kids[i] == 0) {
+			mproc_msg m = { 0 };
+
+			child_assert(mproc_recv(e, &m, NULL, NULL, T) == 0);
+			child_assert(m.size == 0 && m.request == MPROC_USER);
+			child_assert(mproc_recv(e, &m, NULL, NULL, 50) == -ETIMEDOUT);
+			mproc_close(e);
+			_exit(0);
+		}
+	}
+	end = check_now_ms() + T;
+	while (sstats(e).readers_waiting < 4 && check_now_ms() < end)
+		usleep(1000);
+	ck_assert_int_eq(sstats(e).readers_waiting, 4);
+	ck_assert_int_eq(mproc_send(e, MPROC_USER, 0, NULL, 0), 0);
+	for (i = 0; i < 4; i++)
+		check_reap_ok(kids[i], T);
+	mproc_close(e);
+}
+END_TEST
+
+/* Large values: every 8-byte word says (writer, seq, word index). */
+#define BIG (5u << 20)
+
+static void big_fill(uint64_t *p, uint64_t tag)
+{
+	for (size_t i = 0; i < BIG / 8; i++)
+		p[i] = tag ^ (i * 0x9e3779b97f4a7c15ull);
+}
+
+static int big_ok(const uint64_t *p, uint64_t *tag)
+{
+	*tag = p[0];
+	for (size_t i = 1; i < BIG / 8; i++)
+		if (p[i] != (*tag ^ (i * 0x9e3779b97f4a7c15ull)))
+			return 0;
+	return 1;
+}
+
+START_TEST(test_slot_large_values_never_torn)
+{
+	mproc_conn *s = slot_new(BIG);
+	pid_t w[2], r[3];
+	int i, ms = check_scale_ms(1200);
+
+	for (i = 0; i < 2; i++) {
+		w[i] = fork();
+		ck_assert_int_ge(w[i], 0);
+		if (w[i] == 0) {
+			uint64_t *p = malloc(BIG);
+			long long end = check_now_ms() + ms;
+
+			child_assert(p != NULL);
+			for (uint64_t seq = 1; check_now_ms() < end; seq++) {
+				big_fill(p, (uint64_t)(i + 1) << 48 | seq);
+				child_assert(mproc_send(s, MPROC_USER, 0, p, BIG) == 0);
+			}
+			free(p);
+			mproc_close(s);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 3; i++) {
+		r[i] = fork();
+		ck_assert_int_ge(r[i], 0);
+		if (r[i] == 0) {
+			uint64_t *p = malloc(BIG), last[3] = { 0 }, tag;
+			mproc_msg m = { .data = p, .capacity = BIG };
+			long long end = check_now_ms() + ms + 200;
+			int n = 0, rc;
+
+			child_assert(p != NULL);
+			while (check_now_ms() < end) {
+				rc = mproc_recv(s, &m, NULL, NULL, 100);
+				if (rc == -ETIMEDOUT)
+					continue;
+				child_assert(rc == 0 && m.size == BIG);
+				if (!big_ok(p, &tag))
+					child_fail("torn value");
+				/* Per writer, values only move forward. */
+				child_assert((tag >> 48) >= 1 && (tag >> 48) <= 2);
+				child_assert((tag & 0xffffffffffffull) >
+				             last[tag >> 48]);
+				last[tag >> 48] = tag & 0xffffffffffffull;
+				n++;
+			}
+			child_assert(n > 3);
+			free(p);
+			mproc_close(s);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 2; i++)
+		check_reap_ok(w[i], T + ms);
+	for (i = 0; i < 3; i++)
+		check_reap_ok(r[i], T + ms);
+	mproc_close(s);
+}
+END_TEST
+
+/* A reader holding a value (its predicate runs while it is pinned) sees
+ * it unchanged while a writer publishes many more, and the writer never
+ * waits. */
+struct hold_arg {
+	int checked;
+};
+
+static int hold_pred(const mproc_msg *m, void *arg)
+{
+	struct hold_arg *h = arg;
+	char first[256];
+
+	memcpy(first, m->data, sizeof(first));
+	usleep(check_scale_ms(300) * 1000);
+	h->checked = memcmp(first, m->data, sizeof(first)) == 0 &&
+	             ((const char *)m->data)[m->size - 1] == first[0];
+	return 1;
+}
+
+START_TEST(test_slot_pinned_value_not_overwritten)
+{
+	mproc_conn *s = slot_new(4096);
+	char buf[4096];
+	struct hold_arg h = { 0 };
+	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
+	pid_t pid;
+
+	memset(buf, 'a', sizeof(buf));
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, buf, sizeof(buf)), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char b[4096];
+		mproc_msg w = { .request = MPROC_USER, .data = b, .size = sizeof(b) };
+
+		usleep(50000);
+		for (int i = 0; i < 200; i++) {
+			memset(b, 'b' + i % 20, sizeof(b));
+			child_assert(mproc_send_msg(s, &w, MPROC_NOWAIT) == 0);
+		}
+		mproc_close(s);
+		_exit(0);
+	}
+	ck_assert_int_eq(mproc_recv(s, &m, hold_pred, &h, T), 0);
+	ck_assert_int_eq(h.checked, 1);
+	ck_assert_int_eq(buf[0], 'a');
+	ck_assert_int_eq(buf[4095], 'a');
+	check_reap_ok(pid, T);
+	ck_assert_int_eq(sstats(s).version, 201);
+	mproc_close(s);
+}
+END_TEST
+
+static void reap_killed(pid_t pid)
+{
+	int st = check_wait_child(pid, T);
+
+	ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+	              "child %d: status 0x%x", (int)pid, st);
+}
+
+/* Writers killed half way through a copy (more of them than buffers)
+ * leave the previous value whole, and their buffers are taken back. */
+START_TEST(test_slot_killed_writers)
+{
+	mproc_conn *s = slot_new(4096);
+	char buf[4096];
+	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
+
+	memset(buf, 'k', sizeof(buf));
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, buf, sizeof(buf)), 0);
+	for (int i = 0; i < 12; i++) {
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			char b[4096];
+
+			memset(b, 'z', sizeof(b));
+			mproc__crash_point = i % 2 ? MPROC__CRASH_SEND_COPY
+			                           : MPROC__CRASH_SEND_COMMIT;
+			mproc__crash_countdown = 1;
+			mproc_send(s, MPROC_USER, 0, b, sizeof(b));
+			_exit(3);
+		}
+		reap_killed(pid);
+		memset(buf, 0, sizeof(buf));
+		ck_assert_int_eq(mproc_recv(s, &m, NULL, NULL, MPROC_NOWAIT),
+		                 i == 0 ? 0 : -EAGAIN);
+		if (i == 0)
+			ck_assert(buf[0] == 'k' && buf[4095] == 'k');
+	}
+	ck_assert_int_eq(sstats(s).version, 1);
+	memset(buf, 'n', sizeof(buf));
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, buf, sizeof(buf)), 0);
+	ck_assert_uint_gt(sstats(s).recoveries, 0);
+	memset(buf, 0, sizeof(buf));
+	ck_assert_int_eq(mproc_recv(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert(buf[0] == 'n' && buf[4095] == 'n');
+	mproc_close(s);
+}
+END_TEST
+
+/* Readers killed while copying, each pinning another version (more of
+ * them than buffers), block no writer. */
+START_TEST(test_slot_killed_readers_block_nobody)
+{
+	mproc_conn *s = slot_new(4096);
+	char buf[4096];
+	mproc_msg w = { .request = MPROC_USER, .data = buf, .size = sizeof(buf) };
+
+	for (int i = 0; i < 12; i++) {
+		pid_t pid;
+
+		memset(buf, 'a' + i, sizeof(buf));
+		ck_assert_int_eq(mproc_send_msg(s, &w, MPROC_NOWAIT), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			char b[4096];
+			mproc_msg m = { .data = b, .capacity = sizeof(b) };
+
+			mproc__crash_point = MPROC__CRASH_RECV_COPY;
+			mproc__crash_countdown = 1;
+			mproc_recv(s, &m, NULL, NULL, T);
+			_exit(3);
+		}
+		reap_killed(pid);
+	}
+	for (int i = 0; i < 20; i++)
+		ck_assert_int_eq(mproc_send_msg(s, &w, MPROC_NOWAIT), 0);
+	mproc_close(s);
+}
+END_TEST
+
+/* Writers and readers killed at random instants, for bounded rounds:
+ * afterwards every value read is whole and the slot still works. */
+START_TEST(test_slot_random_kills)
+{
+	mproc_conn *s = slot_new(64 << 10);
+	int rounds = check_slow() ? 3 : 12;
+
+	srand(12345);
+	for (int round = 0; round < rounds; round++) {
+		pid_t kids[4];
+
+		for (int k = 0; k < 4; k++) {
+			kids[k] = fork();
+			ck_assert_int_ge(kids[k], 0);
+			if (kids[k] == 0) {
+				static uint64_t p[(64 << 10) / 8];
+				mproc_msg m = { .data = p, .capacity = sizeof(p) };
+
+				for (uint64_t seq = 1;; seq++) {
+					if (k < 2) {
+						for (size_t i = 0; i < 8192; i++)
+							p[i] = seq * 8192 + i;
+						child_assert(mproc_send(s, MPROC_USER, 0, p,
+						                        sizeof(p)) == 0);
+					} else {
+						int rc = mproc_recv(s, &m, NULL, NULL, 100);
+
+						if (rc == -ETIMEDOUT)
+							continue;
+						child_assert(rc == 0);
+						for (size_t i = 1; i < 8192; i++)
+							child_assert(p[i] == p[0] + i);
+					}
+				}
+			}
+		}
+		usleep((useconds_t)(1000 + rand() % 20000));
+		for (int k = 0; k < 4; k++) {
+			int st;
+
+			kill(kids[k], SIGKILL);
+			st = check_wait_child(kids[k], T);
+			ck_assert_msg(WIFSIGNALED(st), "child status 0x%x", st);
+		}
+	}
+	{
+		static uint64_t p[(64 << 10) / 8];
+		mproc_msg m = { .data = p, .capacity = sizeof(p) };
+
+		for (size_t i = 0; i < 8192; i++)
+			p[i] = 77 + i;
+		ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, p, sizeof(p)), 0);
+		memset(p, 0, sizeof(p));
+		ck_assert_int_eq(mproc_recv(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+		for (size_t i = 0; i < 8192; i++)
+			ck_assert(p[i] == 77 + i);
+	}
+	mproc_close(s);
+}
+END_TEST
+
+/* Named: a program exec'd after the slot was made attaches by name. */
+static char named_dir[64];
+
+static void named_setup(void)
+{
+	strcpy(named_dir, "/tmp/mproc-slot-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(named_dir));
+	setenv("MPROC_DIR", named_dir, 1);
+}
+
+static void named_teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", named_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", named_dir);
+	unsetenv("MPROC_DIR");
+}
+
+/* The exec'd helper: attach, take the value, answer value + 1. */
+static int helper_main(const char *name)
+{
+	mproc_conn *s = NULL;
+	uint64_t v = 0;
+
+	if (mproc_slot_attach(&s, name) != 0)
+		return 2;
+	if (recv_u64(s, &v, T) != 0 || v != 41)
+		return 3;
+	if (send_u64(s, v + 1) != 0)
+		return 4;
+	return mproc_close(s) == 0 ? 0 : 5;
+}
+
+START_TEST(test_slot_named_exec)
+{
+	mproc_slot_opts o = { .max_payload = 128, .mode = 0640 };
+	mproc_conn *s = NULL, *s2 = NULL, *q = NULL;
+	char path[160];
+	struct stat sb;
+	uint64_t v;
+	pid_t pid;
+
+	ck_assert_int_eq(mproc_slot_create(&s, "/latest", &o), 0);
+	ck_assert_int_eq(mproc_slot_create(&s2, "/latest", &o), -EEXIST);
+	snprintf(path, sizeof(path), "%s/latest", named_dir);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0640);
+	ck_assert_int_eq(send_u64(s, 41), 0);
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execl(self_exe, self_exe, "--slot-helper", "/latest", (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_eq(recv_u64(s, &v, T), 0);
+	ck_assert_int_eq(v, 42);
+	check_reap_ok(pid, T);
+	/* Other kinds are -EPROTO on attach, and a slot is not a queue. */
+	ck_assert_int_eq(mproc_queue_attach(&q, "/latest"), -EPROTO);
+	ck_assert_int_eq(mproc_queue_create(&q, "/jobs", NULL), 0);
+	ck_assert_int_eq(mproc_slot_attach(&s2, "/jobs"), -EPROTO);
+	ck_assert_int_eq(mproc_slot_attach(&s2, "/none"), -ENOENT);
+	ck_assert_int_eq(mproc_slot_attach(&s2, "/latest"), 0);
+	ck_assert_int_eq(recv_u64(s2, &v, MPROC_NOWAIT), 0); /* fresh: current */
+	ck_assert_int_eq(v, 42);
+	ck_assert_int_eq(mproc_unlink("/latest"), 0);
+	ck_assert_int_eq(mproc_slot_attach(&s, "/latest") == -ENOENT, 1);
+	ck_assert_int_eq(send_u64(s2, 43), 0); /* holders keep using it */
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(v, 43);
+	mproc_close(s);
+	mproc_close(s2);
+	mproc_close(q);
+}
+END_TEST
+
+START_TEST(test_slot_unlink_on_last_close)
+{
+	mproc_slot_opts o = { .flags = MPROC_UNLINK_ON_LAST_CLOSE };
+	mproc_conn *s = NULL, *s2 = NULL;
+
+	ck_assert_int_eq(mproc_slot_create(&s, "/tmpslot", &o), 0);
+	ck_assert_int_eq(mproc_slot_attach(&s2, "/tmpslot"), 0);
+	mproc_close(s);
+	ck_assert_int_eq(mproc_slot_attach(&s, "/tmpslot"), 0);
+	mproc_close(s);
+	mproc_close(s2);
+	ck_assert_int_eq(mproc_slot_attach(&s, "/tmpslot"), -ENOENT);
+}
+END_TEST
+
+static int readable(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+START_TEST(test_slot_descriptor)
+{
+	mproc_conn *s = slot_new(0);
+	uint64_t v;
+	int fd = mproc_fd(s);
+	pid_t pid;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(mproc_fd(s), fd);
+	ck_assert(readable(fd, 0)); /* from the start */
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), -EAGAIN);
+	ck_assert(!readable(fd, 20));
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		usleep(20000);
+		child_assert(send_u64(s, 5) == 0);
+		mproc_close(s);
+		_exit(0);
+	}
+	ck_assert(readable(fd, T));
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(v, 5);
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), -EAGAIN);
+	ck_assert(!readable(fd, 20));
+	check_reap_ok(pid, T);
+	mproc_close(s);
+}
+END_TEST
+
+static Suite *slot_suite(void)
+{
+	Suite *s = suite_create("slot");
+	TCase *tc = tcase_create("slot");
+	TCase *tn = tcase_create("named");
+
+	tcase_set_timeout(tc, CHECK_TIMEOUT);
+	tcase_add_test(tc, test_slot_latest_coalesces);
+	tcase_add_test(tc, test_slot_args);
+	tcase_add_test(tc, test_slot_msgsize_keeps_value);
+	tcase_add_test(tc, test_slot_rejected_counts_as_seen);
+	tcase_add_test(tc, test_slot_fork_starts_where_parent_stood);
+	tcase_add_test(tc, test_slot_event_every_listener_once);
+	tcase_add_test(tc, test_slot_large_values_never_torn);
+	tcase_add_test(tc, test_slot_pinned_value_not_overwritten);
+	tcase_add_test(tc, test_slot_killed_writers);
+	tcase_add_test(tc, test_slot_killed_readers_block_nobody);
+	tcase_add_test(tc, test_slot_random_kills);
+	tcase_add_test(tc, test_slot_descriptor);
+	suite_add_tcase(s, tc);
+	tcase_set_timeout(tn, CHECK_TIMEOUT);
+	tcase_add_checked_fixture(tn, named_setup, named_teardown);
+	tcase_add_test(tn, test_slot_named_exec);
+	tcase_add_test(tn, test_slot_unlink_on_last_close);
+	suite_add_tcase(s, tn);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	static char exe[4096];
+	ssize_t n;
+
+	if (argc == 3 && strcmp(argv[1], "--slot-helper") == 0)
+		return helper_main(argv[2]);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return 99;
+	exe[n] = '\0';
+	self_exe = exe;
+	return check_run_suite(slot_suite());
+}

@@ -1,0 +1,234 @@
+/*
+ * recv.c - reading the slot's latest value: pin the published buffer,
+ * copy it out, unpin (the protocol is in slot/layout.h); the wait for a
+ * newer value; the descriptor; stats.
+ *
+ * Each handle remembers the version it last returned (or that its
+ * predicate rejected): a receive returns the published value only if its
+ * version is newer, else it waits for a publish. Values published in
+ * between are never seen by this handle (coalescing).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/futex.h"
+#include "slot/slot.h"
+
+__thread const struct mproc__slot_shared *mproc__slot_in_callback;
+
+/* A slot is never shut down: the spin's stop word. */
+static const uint32_t slot_never;
+
+/* This process's reader entry, claimed on first use. -EUSERS: none free. */
+static int slot_reader(struct slot_conn *h)
+{
+	struct mproc__slot_shared *s = h->s;
+	pid_t me = mproc__self_pid();
+	struct mproc__live lc;
+	int pass;
+
+	if (mproc__likely(h->reader >= 0 && h->reader_pid == me))
+		return h->reader;
+	mproc__live_init(&lc);
+	for (pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < MPROC__SLOT_READERS; i++) {
+			struct mproc__slot_reader *e = &s->readers[i];
+			int32_t p = __atomic_load_n(&e->pid, __ATOMIC_ACQUIRE);
+
+			if (p != 0 &&
+			    (pass == 0 ||
+			     mproc__live_gone(&lc, p,
+			                      __atomic_load_n(&e->start_ns,
+			                                      __ATOMIC_RELAXED)) == 0))
+				continue;
+			if (!__atomic_compare_exchange_n(&e->pid, &p, me, 0,
+			                                 __ATOMIC_SEQ_CST,
+			                                 __ATOMIC_RELAXED))
+				continue;
+			__atomic_store_n(&e->pin, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&e->waiting, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&e->start_ns, mproc__self_start_ns(),
+			                 __ATOMIC_RELEASE);
+			h->reader = i;
+			h->reader_pid = me;
+			return i;
+		}
+	}
+	return -EUSERS;
+}
+
+/*
+ * slot_try: one look at the published value. Returns 0 (taken into m),
+ * 1 (nothing newer than h->last; *seen the word looked at), or a negative
+ * errno. Handle mutex held.
+ */
+static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
+                    mproc_msg *m, mproc_match_fn match, void *arg,
+                    uint64_t *seen)
+{
+	struct mproc__slot_shared *s = h->s;
+	const struct mproc__slot_buf *b;
+	uint64_t cur, ver;
+	uint32_t i, size;
+	const uint8_t *src;
+	int rc = 0;
+
+	for (;;) {
+		cur = __atomic_load_n(&s->cur, __ATOMIC_ACQUIRE);
+		*seen = cur;
+		ver = SLOT_CUR_VERSION(cur);
+		if (ver <= h->last)
+			return 1;
+		i = SLOT_CUR_INDEX(cur);
+		if (i >= h->nbuf)
+			return -EPROTO;
+		/* Pin, then check the word did not move (see layout.h). */
+		__atomic_store_n(&e->pin, i + 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&s->cur, __ATOMIC_SEQ_CST) == cur)
+			break;
+		__atomic_store_n(&e->pin, 0, __ATOMIC_RELEASE);
+	}
+	b = &s->buf[i];
+	src = slot_buf_data(h, i);
+	size = __atomic_load_n(&b->size, __ATOMIC_RELAXED);
+	if (size > h->max_payload) {
+		rc = -EPROTO;
+		goto out;
+	}
+	if (match != NULL) {
+		mproc_msg view;
+
+		memset(&view, 0, sizeof(view));
+		view.request = b->request;
+		view.sender = b->sender;
+		view.recipient = b->recipient;
+		view.size = view.capacity = size;
+		view.data = (void *)src;
+		mproc__slot_in_callback = s;
+		rc = match(&view, arg);
+		mproc__slot_in_callback = NULL;
+		if (!rc) {
+			h->last = ver; /* a value match rejects counts as seen */
+			rc = 1;
+			goto out;
+		}
+		rc = 0;
+	}
+	if (size > m->capacity) {
+		m->size = size; /* the value stays for the next receive */
+		rc = -EMSGSIZE;
+		goto out;
+	}
+	if (size > 0) {
+		if (mproc__unlikely(mproc__crash_point == MPROC__CRASH_RECV_COPY)) {
+			memcpy(m->data, src, size / 2);
+			mproc__crash(MPROC__CRASH_RECV_COPY);
+		}
+		memcpy(m->data, src, size);
+	}
+	m->request = b->request;
+	m->sender = b->sender;
+	m->recipient = b->recipient;
+	m->size = size;
+	h->last = ver;
+out:
+	__atomic_store_n(&e->pin, 0, __ATOMIC_RELEASE);
+	return rc;
+}
+
+int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                     void *arg, int timeout_ms)
+{
+	struct slot_conn *h = slot_of(c);
+	struct mproc__slot_shared *s = h->s;
+	struct mproc__slot_reader *e = NULL;
+	struct mproc__deadline d;
+	uint64_t seen;
+	uint32_t v;
+	int rc, spun = 0;
+
+	if (mproc__unlikely(mproc__slot_in_callback == s))
+		return -EDEADLK;
+	if (slot_check_identity(h) < 0)
+		return -EPROTO;
+	mproc__poll_before_recv(&s->poll, &h->poll);
+	mproc__deadline_set(&d, timeout_ms);
+	for (;;) {
+		pthread_mutex_lock(&h->mu);
+		if ((rc = slot_reader(h)) >= 0) {
+			e = &s->readers[rc];
+			rc = slot_try(h, e, m, match, arg, &seen);
+		}
+		pthread_mutex_unlock(&h->mu);
+		if (rc <= 0)
+			return rc;
+		if (!d.forever && mproc__deadline_ns(&d) <= 0)
+			return timeout_ms == MPROC_NOWAIT ? -EAGAIN : -ETIMEDOUT;
+		if (!spun) {
+			mproc__deadline_arm(&d);
+			mproc__spin(&s->cur, seen, &slot_never);
+			spun = 1;
+			continue;
+		}
+		spun = 0;
+		mproc__deadline_arm(&d);
+		v = mproc__sleep_prepare(&s->recv_waiting, &s->data_seq,
+		                         MPROC__FUTEX_ALL);
+		if (__atomic_load_n(&s->cur, __ATOMIC_SEQ_CST) != seen)
+			continue;
+		__atomic_store_n(&e->waiting, 1, __ATOMIC_RELAXED);
+		rc = mproc__sleep(&s->data_seq, v, &d, SLOT_SLICE_MS,
+		                  MPROC__FUTEX_ALL);
+		__atomic_store_n(&e->waiting, 0, __ATOMIC_RELAXED);
+		if (rc < 0 && __atomic_load_n(&s->cur, __ATOMIC_SEQ_CST) == seen)
+			return rc;
+	}
+}
+
+int mproc__slot_fd(mproc_conn *c)
+{
+	struct slot_conn *h = slot_of(c);
+
+	if (slot_check_identity(h) < 0)
+		return -EPROTO;
+	return mproc__poller_fd(&h->s->poll, &h->poll);
+}
+
+int mproc__slot_stats(mproc_conn *c, mproc_slot_counts *st)
+{
+	struct slot_conn *h = slot_of(c);
+	struct mproc__slot_shared *s = h->s;
+	struct mproc__live lc;
+	uint64_t cur;
+	uint32_t i;
+
+	if (slot_check_identity(h) < 0)
+		return -EPROTO;
+	memset(st, 0, sizeof(*st));
+	cur = __atomic_load_n(&s->cur, __ATOMIC_ACQUIRE);
+	i = SLOT_CUR_INDEX(cur);
+	if (i >= h->nbuf)
+		return -EPROTO;
+	st->version = SLOT_CUR_VERSION(cur);
+	st->seen = h->last;
+	st->size = __atomic_load_n(&s->buf[i].size, __ATOMIC_RELAXED);
+	st->max_payload = h->max_payload;
+	st->buffers = h->nbuf;
+	st->recoveries = __atomic_load_n(&s->recoveries, __ATOMIC_RELAXED);
+	mproc__live_init(&lc);
+	for (int k = 0; k < MPROC__SLOT_READERS; k++) {
+		const struct mproc__slot_reader *e = &s->readers[k];
+		int32_t pid = __atomic_load_n(&e->pid, __ATOMIC_ACQUIRE);
+
+		if (pid == 0 ||
+		    mproc__live_gone(&lc, pid,
+		                     __atomic_load_n(&e->start_ns,
+		                                     __ATOMIC_RELAXED)))
+			continue;
+		st->readers++;
+		if (__atomic_load_n(&e->waiting, __ATOMIC_RELAXED))
+			st->readers_waiting++;
+	}
+	return 0;
+}

@@ -1,0 +1,73 @@
+/*
+ * slot.h - what the slot's sources share: the process-local handle. The
+ * shared layout and the protocol are in slot/layout.h.
+ *
+ * Files: open.c (open, create, attach, close), send.c (claim a buffer,
+ * fill it, publish), recv.c (pin, copy, the wait for a newer value, the
+ * descriptor, stats).
+ */
+#ifndef MPROC_SLOT_SLOT_H
+#define MPROC_SLOT_SLOT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "shm/name.h"
+#include "shm/poll.h"
+#include "slot/layout.h"
+
+/* Sleepers look again this often (a waker may have died). */
+#define SLOT_SLICE_MS 100
+
+struct slot_conn {
+	struct mproc_conn base;
+	struct mproc__slot_shared *s;
+	uint8_t *data;     /* the first buffer */
+	size_t map_len;
+	uint32_t max_payload; /* trusted copies of the geometry */
+	uint32_t nbuf;
+	uint64_t stride;
+	uint32_t flags;
+	uint64_t last;     /* the version this handle last returned (or
+	                      rejected); copied by fork, as the contract says */
+	pthread_mutex_t mu; /* threads of one process receive in turn */
+	int reader;        /* this process's entry in readers[]; -1: none */
+	pid_t reader_pid;
+	struct mproc__poller poll;
+	struct mproc__named *named; /* NULL: anonymous */
+};
+
+static inline struct slot_conn *slot_of(mproc_conn *c)
+{
+	return (struct slot_conn *)c;
+}
+
+static inline uint8_t *slot_buf_data(const struct slot_conn *h, uint32_t i)
+{
+	return h->data + (uint64_t)i * h->stride;
+}
+
+/* The identity fields still say what this handle was opened with. */
+static inline int slot_check_identity(const struct slot_conn *h)
+{
+	const struct mproc__slot_shared *s = h->s;
+
+	if (mproc__region_check(&s->hdr, h->map_len, MPROC__KIND_SLOT,
+	                        MPROC__SLOT_LAYOUT, MPROC__SLOT_HDR) < 0 ||
+	    __atomic_load_n(&s->max_payload, __ATOMIC_RELAXED) != h->max_payload ||
+	    __atomic_load_n(&s->nbuf, __ATOMIC_RELAXED) != h->nbuf ||
+	    __atomic_load_n(&s->stride, __ATOMIC_RELAXED) != h->stride)
+		return -EPROTO;
+	return 0;
+}
+
+/* The slot whose predicate this thread is running. */
+extern __thread const struct mproc__slot_shared *mproc__slot_in_callback;
+
+int mproc__slot_send(mproc_conn *c, const mproc_msg *m, int timeout_ms);
+int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                     void *arg, int timeout_ms);
+int mproc__slot_fd(mproc_conn *c);
+
+#endif /* MPROC_SLOT_SLOT_H */
