@@ -23,10 +23,6 @@
 
 /* How long calls without a timeout wait for the lock (a stopped holder). */
 #define QUEUE_LOCK_MS 1000
-/* Tries at a busy lock before waiting on it. */
-#define QUEUE_LOCK_TRIES 256
-/* Longest MPROC_NOWAIT waits for a busy lock before -EAGAIN. */
-#define QUEUE_NOWAIT_LOCK_MS 20
 /* A join purges orphans this often while it waits. */
 #define QUEUE_JOIN_SLICE_MS 100
 /* Sleepers look again this often (a waker may have died). */
@@ -225,7 +221,7 @@ int mproc__queue_walk_check(struct queue_conn *q, uint64_t head,
 
 /*
  * queue_lock takes side sd's lock by the deadline d (MPROC_NOWAIT: at
- * most QUEUE_NOWAIT_LOCK_MS, then -EAGAIN), repairs after a dead owner,
+ * most MPROC__SIDE_NOWAIT_LOCK_MS, then -EAGAIN), repairs after a dead owner,
  * and checks the identity and that no journal is pending. Returns 0 with
  * the lock held, or a negative errno with it released. The uncontended
  * case is inline; everything else is mproc__queue_lock_slow.
