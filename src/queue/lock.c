@@ -43,7 +43,7 @@ int mproc__queue_walk_check(struct queue_conn *q, uint64_t head,
 			(*leased)++;
 		else if (!(r.flags & MPROC__REC_CONSUMED))
 			(*queued)++;
-		else if (off == head && locked)
+		else if (off == head && locked && !(r.flags & MPROC__REC_PAD))
 			return -EPROTO; /* consumed records never stay at the head */
 	}
 	return 0;
