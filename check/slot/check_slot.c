@@ -346,6 +346,246 @@ START_TEST(test_slot_pinned_value_not_overwritten)
 }
 END_TEST
 
+
+/* Zero-copy: the rules of reserve, commit, cancel, borrow, release. */
+static int reserve_in_pred(const mproc_msg *m, void *arg)
+{
+	mproc_conn *s = *(mproc_conn **)arg;
+	void *b;
+	mproc_msg x = { 0 };
+
+	(void)m;
+	*(int *)((mproc_conn **)arg + 1) =
+	        mproc_send_reserve(s, 1, &b, MPROC_NOWAIT) == -EDEADLK &&
+	        mproc_send_commit(s, MPROC_USER, 0, 0) == -EDEADLK &&
+	        mproc_recv_borrow(s, &x, NULL, NULL, MPROC_NOWAIT) == -EDEADLK &&
+	        mproc_recv_release(s, &x) == -EDEADLK;
+	return 1;
+}
+
+START_TEST(test_slot_zc_rules)
+{
+	mproc_conn *s = slot_new(64), *a = NULL, *b = NULL;
+	char out[64];
+	mproc_msg m = { 0 }, m2 = { 0 };
+	mproc_msg r = { .data = out, .capacity = sizeof(out) };
+	void *buf = NULL, *buf2 = NULL;
+
+	/* Nothing open: commit, cancel, release are -EINVAL. */
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, 0, 0), -EINVAL);
+	ck_assert_int_eq(mproc_send_cancel(s), -EINVAL);
+	m.data = out;
+	ck_assert_int_eq(mproc_recv_release(s, &m), -EINVAL);
+	ck_assert_int_eq(mproc_send_reserve(s, 65, &buf, MPROC_NOWAIT), -EMSGSIZE);
+	ck_assert_ptr_null(buf);
+
+	/* One reservation; commit publishes its first size bytes, shrunk. */
+	ck_assert_int_eq(mproc_send_reserve(s, 64, &buf, MPROC_NOWAIT), 0);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(mproc_send_reserve(s, 8, &buf2, MPROC_NOWAIT), -EBUSY);
+	ck_assert_ptr_null(buf2);
+	memset(buf, 'r', 64);
+	memcpy(buf, "zero-copy", 9);
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, 0, 65), -EINVAL);
+	ck_assert_int_eq(mproc_send_commit(s, 7, 0, 9), -EINVAL);
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, -1, 9), -EINVAL);
+	ck_assert_int_eq(sstats(s).version, 0); /* the reservation stayed */
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER + 1, 77, 9), 0);
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, 0, 9), -EINVAL);
+	ck_assert_int_eq(sstats(s).version, 1);
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(r.size, 9);
+	ck_assert_int_eq(r.request, MPROC_USER + 1);
+	ck_assert_int_eq(r.recipient, 77);
+	ck_assert_int_eq(r.sender, getpid());
+	ck_assert_mem_eq(out, "zero-copy", 9);
+
+	/* Cancel publishes nothing and frees the buffer (more rounds than
+	 * buffers, never waiting). */
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(mproc_send_reserve(s, 8, &buf, MPROC_NOWAIT), 0);
+		memset(buf, 'c', 8);
+		ck_assert_int_eq(mproc_send_cancel(s), 0);
+		ck_assert_int_eq(mproc_send_cancel(s), -EINVAL);
+	}
+	ck_assert_int_eq(sstats(s).version, 1);
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), -EAGAIN);
+
+	/* One borrow; it returns what a receive would, and counts as seen. */
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "borrowed", 8), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(m.size, 8);
+	ck_assert_int_eq(m.request, MPROC_USER);
+	ck_assert_int_eq(m.sender, getpid());
+	ck_assert_ptr_ne(m.data, out);
+	ck_assert_mem_eq(m.data, "borrowed", 8);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m2, NULL, NULL, MPROC_NOWAIT),
+	                 -EBUSY);
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "newer", 5), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m2, NULL, NULL, MPROC_NOWAIT),
+	                 -EBUSY);
+	/* A copying receive on the same handle goes on meanwhile. */
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_mem_eq(out, "newer", 5);
+	ck_assert_mem_eq(m.data, "borrowed", 8);
+	m2.data = out;
+	ck_assert_int_eq(mproc_recv_release(s, &m2), -EINVAL);
+	ck_assert_int_eq(mproc_recv_release(s, &m), 0);
+	ck_assert_int_eq(mproc_recv_release(s, &m), -EINVAL);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT),
+	                 -EAGAIN);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, 20), -ETIMEDOUT);
+
+	/* A value match rejects counts as seen and lends nothing. */
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "x", 1), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, reject_all, NULL, 20),
+	                 -ETIMEDOUT);
+	ck_assert_int_eq(mproc_recv_release(s, &m), -EINVAL);
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), -EAGAIN);
+
+	/* A predicate calling back: -EDEADLK for the zero-copy calls too. */
+	{
+		struct { mproc_conn *s; int ok; } cb = { s, 0 };
+
+		ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "y", 1), 0);
+		ck_assert_int_eq(mproc_recv(s, &r, reserve_in_pred, &cb,
+		                            MPROC_NOWAIT), 0);
+		ck_assert_int_eq(cb.ok, 1);
+	}
+
+	/* A forked copy of the handle holds neither its parent's
+	 * reservation nor its borrow, and may make its own. */
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "z", 1), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(mproc_send_reserve(s, 4, &buf, MPROC_NOWAIT), 0);
+	{
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			mproc_msg c = { 0 };
+			void *cb;
+
+			child_assert(mproc_send_commit(s, MPROC_USER, 0, 1) == -EINVAL);
+			child_assert(mproc_send_cancel(s) == -EINVAL);
+			child_assert(mproc_recv_release(s, &m) == -EINVAL);
+			child_assert(mproc_send_reserve(s, 4, &cb, MPROC_NOWAIT) == 0);
+			child_assert(cb != buf);
+			memcpy(cb, "kid", 3);
+			child_assert(mproc_send_commit(s, MPROC_USER, 0, 3) == 0);
+			child_assert(mproc_recv_borrow(s, &c, NULL, NULL, T) == 0);
+			child_assert(c.size == 3 && memcmp(c.data, "kid", 3) == 0);
+			child_assert(mproc_recv_release(s, &c) == 0);
+			mproc_close(s);
+			_exit(0);
+		}
+		check_reap_ok(pid, T);
+	}
+	ck_assert_int_eq(mproc_send_cancel(s), 0);
+	ck_assert_int_eq(mproc_recv_release(s, &m), 0);
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_mem_eq(out, "kid", 3);
+
+	/* Close drops what is open. */
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "c", 1), 0);
+	ck_assert_int_eq(mproc_send_reserve(s, 4, &buf, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(mproc_close(s), 0);
+	ck_assert_int_eq(mproc_send_reserve(s, 4, &buf, MPROC_NOWAIT), -EINVAL);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT),
+	                 -EINVAL);
+
+	/* Not on a pipe. */
+	ck_assert_int_eq(mproc_pipe_open(&a, &b), 0);
+	ck_assert_int_eq(mproc_send_reserve(a, 4, &buf, MPROC_NOWAIT), -EINVAL);
+	ck_assert_int_eq(mproc_recv_borrow(b, &m, NULL, NULL, MPROC_NOWAIT),
+	                 -EINVAL);
+	mproc_close(a);
+	mproc_close(b);
+}
+END_TEST
+
+/* Self-checking values of n 8-byte words: word i is tag ^ i * K. */
+static void zc_fill(uint64_t *p, size_t n, uint64_t tag)
+{
+	p[0] = tag;
+	for (size_t i = 1; i < n; i++)
+		p[i] = tag ^ (i * 0x9e3779b97f4a7c15ull);
+}
+
+static int zc_ok(const uint64_t *p, size_t n, uint64_t *tag)
+{
+	*tag = p[0];
+	for (size_t i = 1; i < n; i++)
+		if (p[i] != (*tag ^ (i * 0x9e3779b97f4a7c15ull)))
+			return 0;
+	return 1;
+}
+
+/* A borrowed 1 MiB value stays unchanged while a writer publishes many
+ * more (copying and zero-copy), never waiting. */
+#define MIB (1u << 20)
+
+START_TEST(test_slot_borrow_held_while_writing)
+{
+	mproc_conn *s = slot_new(MIB);
+	uint64_t *p = malloc(MIB), tag;
+	mproc_msg m = { 0 };
+	long long end;
+	pid_t pid, r;
+	int st = 0, checks = 0;
+
+	ck_assert_ptr_nonnull(p);
+	zc_fill(p, MIB / 8, 1);
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, p, MIB), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(m.size, MIB);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		mproc_msg w = { .request = MPROC_USER, .data = p, .size = MIB };
+
+		for (uint64_t seq = 2; seq <= 41; seq++) {
+			void *b;
+
+			if (seq % 2) {
+				zc_fill(p, MIB / 8, seq);
+				child_assert(mproc_send_msg(s, &w, MPROC_NOWAIT) == 0);
+			} else {
+				child_assert(mproc_send_reserve(s, MIB, &b,
+				                                MPROC_NOWAIT) == 0);
+				zc_fill(b, MIB / 8, seq);
+				child_assert(mproc_send_commit(s, MPROC_USER, 0,
+				                               MIB) == 0);
+			}
+		}
+		mproc_close(s);
+		_exit(0);
+	}
+	/* Check the borrowed bytes while the writer runs, and after. */
+	end = check_now_ms() + T;
+	do {
+		r = waitpid(pid, &st, WNOHANG);
+		expect_msg(zc_ok(m.data, MIB / 8, &tag) && tag == 1,
+		           "borrowed value changed (tag %llu)",
+		           (unsigned long long)tag);
+		checks++;
+	} while (r == 0 && check_now_ms() < end);
+	if (r == 0)
+		st = check_wait_child(pid, 0); /* too slow: killed, fails */
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	              "writer status 0x%x after %d checks", st, checks);
+	ck_assert_int_eq(sstats(s).version, 41);
+	ck_assert_int_eq(mproc_recv_release(s, &m), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert(zc_ok(m.data, MIB / 8, &tag));
+	ck_assert_int_eq(tag, 41);
+	ck_assert_int_eq(mproc_recv_release(s, &m), 0);
+	free(p);
+	mproc_close(s);
+}
+END_TEST
+
 static void reap_killed(pid_t pid)
 {
 	int st = check_wait_child(pid, T);
@@ -635,6 +875,8 @@ static Suite *slot_suite(void)
 	tcase_add_test(tc, test_slot_event_every_listener_once);
 	tcase_add_test(tc, test_slot_large_values_never_torn);
 	tcase_add_test(tc, test_slot_pinned_value_not_overwritten);
+	tcase_add_test(tc, test_slot_zc_rules);
+	tcase_add_test(tc, test_slot_borrow_held_while_writing);
 	tcase_add_test(tc, test_slot_killed_writers);
 	tcase_add_test(tc, test_slot_killed_readers_block_nobody);
 	tcase_add_test(tc, test_slot_random_kills);
