@@ -1098,6 +1098,22 @@ START_TEST(test_slot_descriptor)
 	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), -EAGAIN);
 	ck_assert(!readable(fd, 20));
 	check_reap_ok(pid, T);
+	/* A commit wakes pollers as a send does; a cancel does not. */
+	{
+		void *b;
+
+		ck_assert_int_eq(mproc_send_reserve(s, 8, &b, MPROC_NOWAIT), 0);
+		ck_assert_int_eq(mproc_send_cancel(s), 0);
+		ck_assert(!readable(fd, 20));
+		ck_assert_int_eq(mproc_send_reserve(s, 8, &b, MPROC_NOWAIT), 0);
+		v = 6;
+		memcpy(b, &v, sizeof(v));
+		ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, 0, 8), 0);
+		ck_assert(readable(fd, T));
+		ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+		ck_assert_int_eq(v, 6);
+		ck_assert(!readable(fd, 20));
+	}
 	mproc_close(s);
 }
 END_TEST
