@@ -23,6 +23,13 @@
  * processes (pid gone, or reused by a later process) count as free, so a
  * killed reader blocks nobody and a killed writer's half-filled buffer is
  * taken back when a writer needs it.
+ *
+ * Zero-copy is the same protocol held open: a reservation is a writer's
+ * claim kept from mproc_send_reserve to the commit (which publishes it as
+ * send does) or the cancel; a borrow is a reader's pin kept (in its
+ * entry's borrow, so a copying receive on the same handle can use pin
+ * meanwhile) from mproc_recv_borrow to the release. Writers pass both by,
+ * and a dead process's claim or borrow counts as free like any other.
  */
 #ifndef MPROC_SLOT_LAYOUT_H
 #define MPROC_SLOT_LAYOUT_H
@@ -66,7 +73,8 @@ struct mproc__slot_reader {
 	uint32_t pin;     /* buffer index + 1 being read; 0: none */
 	uint64_t start_ns;
 	uint32_t waiting; /* asleep for a newer value (stats) */
-	uint32_t reserved0;
+	uint32_t borrow;  /* buffer index + 1 lent by mproc_recv_borrow; 0:
+	                     none (a pin like pin, held until the release) */
 	uint64_t reserved1;
 };
 _Static_assert(sizeof(struct mproc__slot_reader) == 32, "reader entry");
