@@ -298,9 +298,10 @@ int mproc_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
  * mproc_send_reserve waits up to timeout_ms for room for size bytes (at
  * most the channel's max_payload: -EMSGSIZE over it) and sets *buf to
  * contiguous shared memory to fill, lent to the caller until
- * mproc_send_commit or mproc_send_cancel. Other senders may wait while a
- * reservation is open (on a queue it holds the send lock: commit or
- * cancel from the thread that reserved, and soon). On a queue the record
+ * mproc_send_commit or mproc_send_cancel. On a queue other senders wait
+ * while a reservation is open (it holds the send lock: commit or cancel
+ * from the thread that reserved, and soon); on a slot other writers go
+ * on, into the other buffers. On a queue the record
  * must fit without crossing the ring's end, so a size whose record is
  * over half the ring's capacity is -EMSGSIZE there.
  * Returns 0, -EAGAIN (no room, MPROC_NOWAIT), -ETIMEDOUT, -EMSGSIZE,
@@ -333,8 +334,10 @@ int mproc_send_cancel(mproc_conn *c);
  * mproc_recv_borrow is mproc_recv without the copy: it takes the oldest
  * message match accepts, sets m's fields, and points m->data at the
  * payload where it lies in shared memory (m->capacity is ignored), lent
- * until mproc_recv_release. The message is hidden from other receivers
- * meanwhile. On a queue, a message sent by copy whose payload crosses the
+ * until mproc_recv_release. On a queue the message is hidden from other
+ * receivers meanwhile. On a slot the value's buffer is pinned and never
+ * overwritten while borrowed; other readers still read it, and writers
+ * are not held up. On a queue, a message sent by copy whose payload crosses the
  * ring's end is copied once into the handle's own buffer instead (the
  * same lending rules); reserved messages never cross it.
  * Returns 0, -EAGAIN, -ETIMEDOUT, -EBUSY (this handle has a borrow open),
