@@ -92,6 +92,9 @@ struct mproc__slot_shared {
 
 	uint32_t data_seq __attribute__((aligned(MPROC__CACHELINE)));
 	uint32_t recv_waiting;
+	uint32_t readers_hwm; /* entries ever claimed: readers[0, hwm) are
+	                         all a writer scans for pins (it only grows,
+	                         raised before the entry's first pin) */
 
 	struct mproc__poll_shared poll __attribute__((aligned(MPROC__CACHELINE)));
 	struct mproc__slot_buf buf[MPROC__SLOT_BUFS]

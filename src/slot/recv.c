@@ -52,6 +52,15 @@ static int slot_reader(struct slot_conn *h)
 			__atomic_store_n(&e->waiting, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&e->start_ns, mproc__self_start_ns(),
 			                 __ATOMIC_RELEASE);
+			/* Before any pin of this entry: writers scan to hwm. */
+			for (uint32_t hw = __atomic_load_n(&s->readers_hwm,
+			                                   __ATOMIC_SEQ_CST);
+			     hw < (uint32_t)i + 1 &&
+			     !__atomic_compare_exchange_n(&s->readers_hwm, &hw,
+			                                  (uint32_t)i + 1, 0,
+			                                  __ATOMIC_SEQ_CST,
+			                                  __ATOMIC_SEQ_CST);)
+				;
 			h->reader = i;
 			h->reader_pid = me;
 			return i;

@@ -23,9 +23,14 @@
 static int slot_pinned(struct slot_conn *h, uint32_t i, struct mproc__live *lc)
 {
 	struct mproc__slot_shared *s = h->s;
+	uint32_t n = __atomic_load_n(&s->readers_hwm, __ATOMIC_SEQ_CST);
 	int pinned = 0;
 
-	for (unsigned k = 0; k < MPROC__SLOT_READERS; k++) {
+	/* Only the entries ever claimed (see layout.h): a pin is always in
+	 * an entry below the high-water mark its claim raised first. */
+	if (n > MPROC__SLOT_READERS)
+		n = MPROC__SLOT_READERS; /* scribbled: scan them all */
+	for (unsigned k = 0; k < n; k++) {
 		struct mproc__slot_reader *e = &s->readers[k];
 		uint32_t pin = __atomic_load_n(&e->pin, __ATOMIC_SEQ_CST);
 		uint32_t lent = __atomic_load_n(&e->borrow, __ATOMIC_SEQ_CST);
