@@ -328,6 +328,7 @@ void named_cleanup_on_signal(void);
 /* coord.c */
 void coord_run_once(const struct workload *w, enum transport t,
                     struct sample *s);
+void coord_kill_on_signal(void);
 
 /* channels.c */
 int chans_mq_open(mqd_t *q, long depth, long msgsize);

@@ -51,7 +51,30 @@ static void coord_describe_status(char *buf, size_t n, int role, pid_t pid,
  * role that fails (or the watchdog) gets the others SIGKILLed. Returns 0
  * when every role exited 0.
  */
-static int coord_reap_all(pid_t *pids, int n, int watchdog_s, char *why,
+/* The roles of the run under way, for coord_kill_on_signal: a pid is set
+ * when forked and cleared when reaped. */
+static volatile pid_t coord_pids[MAX_ROLES];
+static volatile sig_atomic_t coord_npids;
+
+/*
+ * coord_kill_on_signal (async-signal-safe): the coordinator interrupted,
+ * its roles go too, before the names and the directory are removed (a
+ * role still running would make mproc create the directory again).
+ */
+void coord_kill_on_signal(void)
+{
+	int i, n = coord_npids;
+
+	for (i = 0; i < n; i++)
+		if (coord_pids[i] > 0)
+			kill(coord_pids[i], SIGKILL);
+	for (i = 0; i < n; i++)
+		if (coord_pids[i] > 0)
+			waitpid(coord_pids[i], NULL, 0);
+}
+
+static int coord_reap_all(volatile pid_t *pids, int n, int watchdog_s,
+                          char *why,
                           size_t whylen)
 {
 	uint64_t deadline = now_ns() + (uint64_t)watchdog_s * 1000000000u;
@@ -286,7 +309,7 @@ void coord_run_once(const struct workload *w, enum transport t,
 {
 	struct chans ch;
 	struct shared *sh;
-	pid_t pids[MAX_ROLES];
+	volatile pid_t *pids = coord_pids;
 	int nr = wl_nroles(w, t), go[2], i, r;
 	uint64_t nseen = (w->kind == K_STREAM && w->consumers > 1) ? w->n : 0;
 	uint64_t t0, tend = 0;
@@ -321,6 +344,9 @@ void coord_run_once(const struct workload *w, enum transport t,
 	}
 	fflush(NULL);
 	c0 = coord_cpu_s();
+	for (i = 0; i < nr; i++)
+		pids[i] = 0;
+	coord_npids = nr;
 	for (i = 0; i < nr; i++) {
 		pid_t p = fork();
 
@@ -385,6 +411,7 @@ void coord_run_once(const struct workload *w, enum transport t,
 	s->cpu_us = (c1 - c0) * 1e6 / (double)w->n;
 	coord_totals(w, t, sh, nr, nwatch, s);
 out:
+	coord_npids = 0;
 	chans_unlink(&ch);
 	munmap(sh, shsz);
 }

@@ -350,11 +350,11 @@ void report_table(const struct workload *w, const struct row *rows)
 		       "task pipe per worker, one result pipe\n",
 		       w->workers, w->window);
 	if (w->kind == K_BCAST)
-		printf("    1 writer, %d readers, each gets every message "
+		printf("    1 writer, %d reader%s, each gets every message "
 		       "(msgs/s: to each reader); raw pipe, POSIX mq: one\n"
 		       "    per reader, the writer sends each message to "
 		       "every one; CPU: all processes, per message sent\n",
-		       w->readers);
+		       w->readers, w->readers == 1 ? "" : "s");
 	if (polled)
 		printf("    mproc queue + poll: the consumer receives with "
 		       "MPROC_NOWAIT until -EAGAIN, then poll()s\n"

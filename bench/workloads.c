@@ -163,7 +163,8 @@ int wl_build(struct workload ws[MAX_WORKLOADS])
 		nw = wl_add(ws, nw, "W8", title, K_BCAST, s,
 		            opt_quick ? 20000 : 500000);
 		snprintf(title, sizeof(title),
-		         "latest value, 1 writer, %d readers polling", W);
+		         "latest value, 1 writer, %d reader%s polling", W,
+		         W == 1 ? "" : "s");
 		nw = wl_add(ws, nw, "W9", title, K_LATEST,
 		            s < PL_HDR + 8 ? PL_HDR + 8 : s,
 		            opt_quick ? 20000 : 1000000);
