@@ -11,6 +11,19 @@
 #include "bench.h"
 
 #define LATEST_MAX 2.0 /* target: the slot within 2x of the seqlock */
+/* A run whose median read latency is over this waited for a CPU (a new
+ * value is read in well under 1 us when a reader has one), not for the
+ * value. */
+#define LATEST_SLOW_US 100.0
+
+static int report_latest_slow(const struct row *rw)
+{
+	int i, n = 0;
+
+	for (i = 0; i < rw->nruns; i++)
+		n += rw->s[i].status == 0 && rw->s[i].rtt_med_us > LATEST_SLOW_US;
+	return n;
+}
 
 /* Ratios slot / seqlock, run by run (latency: > 1 is slower). */
 struct latest_ratio {
@@ -110,6 +123,14 @@ void report_latest_table(const struct workload *w, const struct row *rows)
 		       tname[tr[k]], report_fmt_rate(a, sizeof(a), st.rate[0]),
 		       b, rd, med, p99, st.cpu[0]);
 	}
+	for (k = 0; k < 2; k++)
+		if (w->has[tr[k]] && report_latest_slow(&rows[tr[k]]) > 0)
+			printf("    note: %s: %d of %d runs with a median read "
+			       "latency over %.0f us: its readers waited for a\n"
+			       "    CPU, not for a value (more spinning processes "
+			       "than free cores); their ratios mean little\n",
+			       tname[tr[k]], report_latest_slow(&rows[tr[k]]),
+			       rows[tr[k]].nruns, LATEST_SLOW_US);
 	if (!w->has[T_SLOT] || !w->has[T_SEQLOCK] ||
 	    report_latest_ratio(&rows[T_SLOT], &rows[T_SEQLOCK], &ra) != 0) {
 		printf("    target within %.0fx of the seqlock: n/a\n",
@@ -183,6 +204,8 @@ void report_json_latest(FILE *f, const struct workload *w,
 		report_json_3(f, "latency_p99_us", st.p99);
 		fprintf(f, ", ");
 		report_json_3(f, "cpu_us", st.cpu);
+		fprintf(f, ", \"runs_median_latency_over_100us\": %d",
+		        report_latest_slow(rw));
 		fprintf(f, ", \"runs\": [");
 		for (i = 0; i < rw->nruns; i++) {
 			const struct sample *s = &rw->s[i];
