@@ -82,6 +82,7 @@
 #define RESULT_SIZE PL_HDR    /* W6 results: seq, worker, check */
 #define POOL_WINDOW 256       /* W6: tasks in flight at most */
 #define NONE UINT64_MAX
+#define LAT_CAP (1u << 22)   /* W9: latencies kept per reader, the last */
 
 #define MQ_MSG_MAX "/proc/sys/fs/mqueue/msg_max"
 #define MQ_MSGSIZE_MAX "/proc/sys/fs/mqueue/msgsize_max"

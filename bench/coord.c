@@ -131,6 +131,12 @@ static int coord_reap_all(volatile pid_t *pids, int n, int watchdog_s,
 	return failed ? -1 : 0;
 }
 
+/* W9: the latencies each reader keeps (its last reads past that). */
+static size_t coord_lat_cap(const struct workload *w)
+{
+	return w->n < LAT_CAP ? (size_t)w->n : LAT_CAP;
+}
+
 /* The shared area: the reports, W2-W4's seen bytes, W9's latencies. */
 static size_t coord_shared_size(const struct workload *w, uint64_t nseen,
                                 size_t *lat_off)
@@ -140,7 +146,7 @@ static size_t coord_shared_size(const struct workload *w, uint64_t nseen,
 	n = (n + 63) / 64 * 64;
 	*lat_off = n;
 	if (w->kind == K_LATEST)
-		n += (size_t)w->readers * (size_t)w->n * sizeof(uint32_t);
+		n += (size_t)w->readers * coord_lat_cap(w) * sizeof(uint32_t);
 	return n;
 }
 
@@ -153,12 +159,13 @@ static int coord_cmp_u32(const void *a, const void *b)
 
 /*
  * W9: every reader reached the writer's last value; the reads per second
- * of all readers, the median and p99 of all their read latencies.
+ * of all readers, the median and p99 of all their read latencies (of the
+ * last LAT_CAP reads of each reader).
  */
 static void coord_latest_totals(const struct workload *w, struct shared *sh,
                                 struct sample *s)
 {
-	uint64_t total = 0, k, p99;
+	uint64_t total = 0, kept = 0, k, p99, n;
 	uint32_t *all;
 	int i;
 
@@ -180,20 +187,22 @@ static void coord_latest_totals(const struct workload *w, struct shared *sh,
 			return;
 		}
 		total += sh->r[i].count;
+		kept += sh->r[i].count < sh->lat_cap ? sh->r[i].count
+		                                     : sh->lat_cap;
 	}
-	all = xmalloc(total * sizeof(*all));
+	all = xmalloc(kept * sizeof(*all));
 	for (i = 1, k = 0; i <= w->readers; i++) {
-		memcpy(all + k, shared_lat(sh, i - 1),
-		       sh->r[i].count * sizeof(*all));
-		k += sh->r[i].count;
+		n = sh->r[i].count < sh->lat_cap ? sh->r[i].count : sh->lat_cap;
+		memcpy(all + k, shared_lat(sh, i - 1), n * sizeof(*all));
+		k += n;
 	}
-	qsort(all, total, sizeof(*all), coord_cmp_u32);
-	p99 = (total * 99 + 99) / 100;
+	qsort(all, kept, sizeof(*all), coord_cmp_u32);
+	p99 = (kept * 99 + 99) / 100;
 	if (p99 > 0)
 		p99--;
-	s->rtt_med_us = (total % 2 ? (double)all[total / 2]
-	                           : ((double)all[total / 2 - 1] +
-	                              (double)all[total / 2]) / 2) / 1e3;
+	s->rtt_med_us = (kept % 2 ? (double)all[kept / 2]
+	                          : ((double)all[kept / 2 - 1] +
+	                             (double)all[kept / 2]) / 2) / 1e3;
 	s->rtt_p99_us = (double)all[p99] / 1e3;
 	s->reads_rate = (double)total / s->elapsed_s;
 	free(all);
@@ -328,7 +337,7 @@ void coord_run_once(const struct workload *w, enum transport t,
 	}
 	memset(sh, 0, lat_off); /* the rest is zero, untouched until used */
 	sh->lat_off = lat_off;
-	sh->lat_cap = w->kind == K_LATEST ? w->n : 0;
+	sh->lat_cap = w->kind == K_LATEST ? coord_lat_cap(w) : 0;
 	g_role.sh = sh;
 	r = chans_open(w, t, &ch, s->why, sizeof(s->why));
 	if (r != 0) {

@@ -131,8 +131,7 @@ void role_latest_reader(const struct workload *w, const struct ep *in)
 			child_fail("value stamped %" PRIu64 " ns after it was "
 			           "read", stamp - t);
 		d = t - stamp;
-		if (count < cap)
-			lat[count] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+		lat[count % cap] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 		count++;
 		prev = seq;
 		deadline = t + (uint64_t)OP_TIMEOUT_MS * 1000000u;
