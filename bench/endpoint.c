@@ -1,7 +1,8 @@
 /*
  * endpoint.c - one side of one channel, in a role: which handle it is,
  * sending one message and receiving one, the same way over every
- * transport (mproc's queue and pipe, a raw pipe, a POSIX mq).
+ * transport (mproc's queue, pipe and bus, a raw pipe, a POSIX mq; W9's
+ * slot and seqlock have their own loop in latest.c).
  */
 #include <errno.h>
 #include <string.h>
@@ -18,18 +19,22 @@ struct ep ep_of(const struct chans *ch, int i, bool send, int end)
 	e.t = ch->t;
 	e.fd = -1;
 	e.mq = (mqd_t)-1;
+	e.pollfd = -1;
 	switch (ch->t) {
-	case T_QUEUE:
-		e.c = ch->c[i][0];
-		break;
 	case T_MPIPE:
 		e.c = ch->c[i][end];
 		break;
 	case T_PIPE:
 		e.fd = ch->fd[i][send ? 1 : 0];
 		break;
-	default:
+	case T_MQ:
 		e.mq = ch->mq[i];
+		break;
+	case T_SEQLOCK:
+		e.sl = ch->sl;
+		break;
+	default:
+		e.c = ch->c[i][0];
 		break;
 	}
 	return e;
@@ -61,9 +66,7 @@ void ep_send(const struct ep *e, int32_t request, pid_t to,
 	mproc_msg m;
 	int r;
 
-	switch (e->t) {
-	case T_QUEUE:
-	case T_MPIPE:
+	if (t_is_mproc(e->t)) {
 		memset(&m, 0, sizeof(m));
 		m.request = request;
 		m.recipient = to;
@@ -73,12 +76,9 @@ void ep_send(const struct ep *e, int32_t request, pid_t to,
 		if (r != 0)
 			child_fail_mproc("mproc_send_msg", r);
 		return;
-	case T_PIPE:
-	case T_MQ:
-		break;
-	default:
-		child_fail("bad transport");
 	}
+	if (e->t != T_PIPE && e->t != T_MQ)
+		child_fail("bad transport");
 	if (size > 0 && data != g_role.sbuf + ENV_SIZE)
 		memcpy(g_role.sbuf + ENV_SIZE, data, size);
 	v.request = request;
@@ -140,29 +140,56 @@ static void ep_pipe_recv(const struct ep *e, struct rmsg *m)
 	}
 }
 
+/* One mproc_recv into the role's buffer: 0, or its error. */
+static int ep_mproc_recv(const struct ep *e, struct rmsg *m, int timeout_ms)
+{
+	mproc_msg mm;
+	int r;
+
+	memset(&mm, 0, sizeof(mm));
+	mm.data = g_role.rbuf;
+	mm.capacity = g_role.maxpay;
+	r = mproc_recv(e->c, &mm, e->directed ? mproc_for_me : NULL, NULL,
+	               timeout_ms);
+	if (r != 0)
+		return r;
+	m->request = mm.request;
+	m->sender = mm.sender;
+	m->recipient = mm.recipient;
+	m->size = mm.size;
+	m->data = g_role.rbuf;
+	return 0;
+}
+
+/*
+ * ep_try_recv receives with MPROC_NOWAIT (mproc transports only): 0, or
+ * -EAGAIN when there is nothing; any other error fails the role.
+ */
+int ep_try_recv(const struct ep *e, struct rmsg *m)
+{
+	int r;
+
+	if (!t_is_mproc(e->t))
+		child_fail("bad transport");
+	r = ep_mproc_recv(e, m, MPROC_NOWAIT);
+	if (r != 0 && r != -EAGAIN)
+		child_fail_mproc("mproc_recv (MPROC_NOWAIT)", r);
+	return r;
+}
+
 void ep_recv(const struct ep *e, struct rmsg *m)
 {
 	struct envelope v;
-	mproc_msg mm;
 	ssize_t n;
 	int r;
 
-	switch (e->t) {
-	case T_QUEUE:
-	case T_MPIPE:
-		memset(&mm, 0, sizeof(mm));
-		mm.data = g_role.rbuf;
-		mm.capacity = g_role.maxpay;
-		r = mproc_recv(e->c, &mm, e->directed ? mproc_for_me : NULL,
-		               NULL, OP_TIMEOUT_MS);
+	if (t_is_mproc(e->t)) {
+		r = ep_mproc_recv(e, m, OP_TIMEOUT_MS);
 		if (r != 0)
 			child_fail_mproc("mproc_recv", r);
-		m->request = mm.request;
-		m->sender = mm.sender;
-		m->recipient = mm.recipient;
-		m->size = mm.size;
-		m->data = g_role.rbuf;
 		return;
+	}
+	switch (e->t) {
 	case T_PIPE:
 		ep_pipe_recv(e, m);
 		return;

@@ -111,3 +111,30 @@ int payload_verify(const unsigned char *p, uint32_t size, uint64_t *seq,
 	                                                    size - PL_HDR),
 	                                   *seq, *src, size) ? 0 : -1;
 }
+
+/*
+ * W9's values: a payload made by payload_fill, its first body word then
+ * replaced by the writer's CLOCK_MONOTONIC stamp and the check word
+ * computed again over that body, so the stamp is covered too. size is at
+ * least PL_HDR + 8.
+ */
+void payload_set_stamp(unsigned char *p, uint32_t size, uint64_t stamp)
+{
+	uint64_t seq;
+	uint32_t src, check;
+
+	memcpy(&seq, p, 8);
+	memcpy(&src, p + 8, 4);
+	memcpy(p + PL_HDR, &stamp, 8);
+	check = payload_check_word(payload_body_sum(p + PL_HDR, size - PL_HDR),
+	                           seq, src, size);
+	memcpy(p + 12, &check, 4);
+}
+
+uint64_t payload_stamp(const unsigned char *p)
+{
+	uint64_t stamp;
+
+	memcpy(&stamp, p + PL_HDR, 8);
+	return stamp;
+}

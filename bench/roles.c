@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,8 +19,8 @@ static int role_cmp_u64(const void *a, const void *b)
 }
 
 /* Checks a data message: request, size, checksum; returns seq and src. */
-static void role_check_msg(const struct rmsg *m, int32_t request,
-                           uint32_t size, uint64_t *seq, uint32_t *src)
+void role_check_msg(const struct rmsg *m, int32_t request, uint32_t size,
+                    uint64_t *seq, uint32_t *src)
 {
 	if (m->request != request)
 		child_fail("request %d (%s), expected %d (%s)", m->request,
@@ -31,8 +32,8 @@ static void role_check_msg(const struct rmsg *m, int32_t request,
 		child_fail("checksum mismatch (seq field %" PRIu64 ")", *seq);
 }
 
-static void role_check_sender(const struct rmsg *m, uint32_t src,
-                              uint32_t nsrc, uint32_t base)
+void role_check_sender(const struct rmsg *m, uint32_t src, uint32_t nsrc,
+                       uint32_t base)
 {
 	if (src < base || src >= base + nsrc)
 		child_fail("source index %u out of range", src);
@@ -64,6 +65,36 @@ void role_producer(const struct workload *w, const struct ep *out)
 }
 
 /*
+ * role_poll_recv (W1p) is mproc_fd's recipe: receive with MPROC_NOWAIT
+ * until -EAGAIN, then poll() the descriptor, and again. Counts the polls
+ * that returned (each a wake-up of the poller).
+ */
+static void role_poll_recv(const struct ep *in, struct rmsg *m,
+                           uint64_t *wakeups)
+{
+	struct pollfd p;
+	int r;
+
+	while (ep_try_recv(in, m) == -EAGAIN) {
+		p.fd = in->pollfd;
+		p.events = POLLIN;
+		p.revents = 0;
+		r = poll(&p, 1, OP_TIMEOUT_MS);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			child_fail("poll: %s", strerror(errno));
+		if (r == 0)
+			child_fail("poll: not readable for %d ms with a message "
+			           "due: a lost wake-up",
+			           OP_TIMEOUT_MS);
+		if (p.revents & (POLLERR | POLLNVAL))
+			child_fail("poll: revents 0x%x", p.revents);
+		(*wakeups)++;
+	}
+}
+
+/*
  * role_consumer takes and checks the stream. In W1w it also times every
  * receive with one clock read after each return: the gap since the
  * previous return is the receive plus the previous message's check (tens
@@ -73,7 +104,7 @@ void role_consumer(const struct workload *w, const struct ep *in)
 {
 	uint32_t P = (uint32_t)w->producers;
 	bool single = w->consumers == 1, timed = w->watched;
-	uint64_t last[MAX_WORKERS], count = 0, seq;
+	uint64_t last[MAX_WORKERS], count = 0, seq, wakeups = 0;
 	uint64_t t_last = timed ? now_ns() : 0, t, gap_max = 0;
 	uint32_t src, i;
 	struct rmsg m;
@@ -83,7 +114,10 @@ void role_consumer(const struct workload *w, const struct ep *in)
 	for (;;) {
 		if (single && count == w->n)
 			break;
-		ep_recv(in, &m);
+		if (in->pollfd >= 0)
+			role_poll_recv(in, &m, &wakeups);
+		else
+			ep_recv(in, &m);
 		if (timed) {
 			t = now_ns();
 			if (t - t_last > gap_max)
@@ -122,6 +156,7 @@ void role_consumer(const struct workload *w, const struct ep *in)
 		count++;
 	}
 	g_role.rep->count = count;
+	g_role.rep->wakeups = wakeups;
 	if (timed) {
 		g_role.rep->max_recv_ns = gap_max;
 		__atomic_add_fetch(&g_role.sh->consumers_done, 1,
