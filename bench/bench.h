@@ -62,6 +62,7 @@
  *   latest.c     W9's writer and readers (slot, seqlock)
  *   report.c     the tables and the JSON of one workload
  *   report_latest.c  W9's table and JSON
+ *   spsc.c       the "spsc ring (limit)" baseline of W1 and W7
  */
 #ifndef MPROC_BENCH_H
 #define MPROC_BENCH_H
