@@ -17,6 +17,14 @@
  *   W8  bus broadcast 1:N: every reader gets every message
  *   W9  slot: one writer updating a value, N readers polling it; the
  *       read latency of a new value, against a seqlock
+ *   W7a W7b 1 MiB stream in GB/s: W7a the hand-off alone (the body written
+ *       once, a 16-byte header written and checked per message), W7b
+ *       every byte written by the sender and summed by the receiver;
+ *       beside "2 x memcpy" (one process copying each message twice)
+ *   W1 and W7 have "mproc queue (zero-copy)" (mproc_send_reserve/commit,
+ *   mproc_recv_borrow/release: built and checked in place) and "spsc ring
+ *   (limit)", a lock-free single-producer single-consumer byte ring in one
+ *   shared mapping, records written and read in place (spsc.c)
  *   --named adds a named-queue row to W1-W6d and W1w: the queue made with
  *   mproc_queue_create in a private MPROC_DIR, every role attaching it by
  *   name after fork
@@ -54,6 +62,7 @@
  *   latest.c     W9's writer and readers (slot, seqlock)
  *   report.c     the tables and the JSON of one workload
  *   report_latest.c  W9's table and JSON
+ *   spsc.c       the "spsc ring (limit)" baseline of W1 and W7
  */
 #ifndef MPROC_BENCH_H
 #define MPROC_BENCH_H
@@ -94,8 +103,8 @@
  * T_QUEUE of the same runs, not with the baselines.
  */
 enum transport {
-	T_QUEUE, T_NQUEUE, T_QPOLL, T_MPIPE, T_POOL, T_BUS, T_SLOT,
-	T_PIPE, T_MQ, T_SEQLOCK, T_NTRANS
+	T_QUEUE, T_NQUEUE, T_QPOLL, T_QZC, T_MPIPE, T_POOL, T_BUS, T_SLOT,
+	T_PIPE, T_MQ, T_SEQLOCK, T_SPSC, T_MEMCPY, T_NTRANS
 };
 
 #define T_MPROC_LAST T_SLOT
@@ -106,7 +115,7 @@ extern const char *const tname[T_NTRANS];
 /* Every transport that is a queue, whatever way it was opened. */
 static inline bool t_is_queue(int t)
 {
-	return t == T_QUEUE || t == T_NQUEUE || t == T_QPOLL;
+	return t == T_QUEUE || t == T_NQUEUE || t == T_QPOLL || t == T_QZC;
 }
 
 /* Transports carried by mproc_send/mproc_recv on one handle. */
@@ -150,7 +159,34 @@ struct workload {
 	bool watched;       /* W1w: queue only, one row per watch mode */
 	enum watch watch;   /* W1w: this run's watcher */
 	int readers;        /* K_BCAST, K_LATEST */
+	bool handoff;       /* W7a: header written and checked, not the body */
+	bool gbps;          /* W7: rate in GB/s (1e9 bytes) */
 };
+
+/*
+ * The SPSC ring (T_SPSC): head (bytes ever written, the producer's) and
+ * tail (bytes ever read, the consumer's) on their own cache lines; records
+ * of spsc_rec + payload, 8-byte aligned, never crossing the end (a record
+ * with size SPSC_WRAP says: go on at offset 0).
+ */
+struct spsc {
+	uint64_t head;
+	char pad0[56];
+	uint64_t tail;
+	char pad1[56];
+	uint64_t cap; /* a power of 2 */
+	char pad2[56];
+	unsigned char data[];
+};
+
+struct spsc_rec {
+	uint32_t size;
+	int32_t request;
+	int32_t sender;
+	int32_t recipient;
+};
+
+#define SPSC_WRAP UINT32_MAX
 
 /* W9's seqlock: the limit of a latest-value channel in shared memory. */
 struct seqlock {
@@ -207,6 +243,8 @@ struct chans {
 	char name[MAX_CH][64];    /* T_NQUEUE: each queue's name */
 	struct seqlock *sl;       /* T_SEQLOCK: a MAP_SHARED mapping */
 	size_t sl_len;
+	struct spsc *ring;        /* T_SPSC: a MAP_SHARED mapping */
+	size_t ring_len;
 };
 
 /* One side of one channel, in a role. */
@@ -216,6 +254,7 @@ struct ep {
 	int fd;
 	mqd_t mq;
 	struct seqlock *sl;
+	struct spsc *ring;
 	int pollfd;    /* W1p's consumer: mproc_fd of c */
 	bool directed; /* queue receive with mproc_for_me */
 };
@@ -364,6 +403,7 @@ void role_worker(const struct workload *w, const struct ep *task,
 void role_watcher(const struct workload *w, const struct ep *q);
 mproc_pool *role_pool_open(const struct workload *w);
 void role_pool(const struct workload *w, mproc_pool *pool);
+void role_memcpy(const struct workload *w);
 
 /* bcast.c */
 void role_bcast_writer(const struct workload *w, const struct ep *out,
@@ -381,6 +421,19 @@ void ep_send(const struct ep *e, int32_t request, pid_t to,
 void ep_recv(const struct ep *e, struct rmsg *m);
 int ep_try_recv(const struct ep *e, struct rmsg *m);
 void ep_close(struct ep *e);
+unsigned char *ep_send_begin(const struct ep *e, uint32_t size);
+void ep_send_end(const struct ep *e, int32_t request, pid_t to,
+                 unsigned char *data, uint32_t size);
+void ep_recv_done(const struct ep *e);
+
+/* spsc.c */
+size_t spsc_len(uint32_t maxpay);
+void spsc_init(struct spsc *r, size_t len);
+unsigned char *spsc_reserve(struct spsc *r, uint32_t size);
+void spsc_commit(struct spsc *r, int32_t request, pid_t sender, pid_t to,
+                 uint32_t size);
+void spsc_recv(struct spsc *r, struct rmsg *m);
+void spsc_release(struct spsc *r);
 
 /* payload.c */
 void payload_fill(unsigned char *p, uint32_t size, uint64_t seq, uint32_t src);
@@ -388,6 +441,10 @@ int payload_verify(const unsigned char *p, uint32_t size, uint64_t *seq,
                    uint32_t *src);
 void payload_set_stamp(unsigned char *p, uint32_t size, uint64_t stamp);
 uint64_t payload_stamp(const unsigned char *p);
+void payload_hdr_fill(unsigned char *p, uint32_t size, uint64_t seq,
+                      uint32_t src);
+int payload_hdr_verify(const unsigned char *p, uint32_t size, uint64_t *seq,
+                       uint32_t *src);
 
 /* report.c */
 const char *report_row_failure(const struct row *rw, int *status);

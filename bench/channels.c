@@ -59,6 +59,9 @@ void chans_close(struct chans *ch)
 	if (ch->sl != NULL)
 		munmap(ch->sl, ch->sl_len);
 	ch->sl = NULL;
+	if (ch->ring != NULL)
+		munmap(ch->ring, ch->ring_len);
+	ch->ring = NULL;
 }
 
 /* The coordinator, after the run: the named queues' names go. */
@@ -84,6 +87,7 @@ static int chans_mproc_open(const struct workload *w, enum transport t,
 	switch (t) {
 	case T_QUEUE:
 	case T_QPOLL:
+	case T_QZC:
 		*call = "mproc_queue_open";
 		return mproc_queue_open(&ch->c[i][0], qo);
 	case T_NQUEUE:
@@ -141,6 +145,7 @@ int chans_open(const struct workload *w, enum transport t,
 		case T_QUEUE:
 		case T_NQUEUE:
 		case T_QPOLL:
+		case T_QZC:
 		case T_MPIPE:
 		case T_BUS:
 		case T_SLOT:
@@ -164,6 +169,21 @@ int chans_open(const struct workload *w, enum transport t,
 				goto fail;
 			}
 			break;
+		case T_SPSC:
+			ch->ring_len = spsc_len(wl_maxpay(w));
+			ch->ring = mmap(NULL, ch->ring_len,
+			                PROT_READ | PROT_WRITE,
+			                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			if (ch->ring == MAP_FAILED) {
+				ch->ring = NULL;
+				snprintf(why, whylen, "mmap: %s",
+				         strerror(errno));
+				goto fail;
+			}
+			spsc_init(ch->ring, ch->ring_len);
+			/* fault it in before the clock starts */
+			memset(ch->ring->data, 0, ch->ring->cap);
+			break;
 		case T_PIPE:
 			if (pipe2(ch->fd[i], O_CLOEXEC) != 0) {
 				snprintf(why, whylen, "pipe2: %s",
@@ -172,6 +192,7 @@ int chans_open(const struct workload *w, enum transport t,
 			}
 			break;
 		case T_POOL:
+		case T_MEMCPY:
 			break;
 		case T_MQ:
 			r = chans_mq_open(&ch->mq[i], w->mq_depth,

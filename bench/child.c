@@ -124,7 +124,8 @@ void child_main(const struct workload *w, struct chans *ch, int role,
 	if (ch->t == T_NQUEUE)
 		child_attach_named(ch);
 
-	switch (ch->t == T_POOL ? (enum wkind)-1 : w->kind) {
+	switch (ch->t == T_POOL || ch->t == T_MEMCPY ? (enum wkind)-1
+	                                             : w->kind) {
 	case K_STREAM:
 		eps[ne++] = ep_of(ch, 0, role < P, role < P ? 0 : 1);
 		break;
@@ -166,7 +167,7 @@ void child_main(const struct workload *w, struct chans *ch, int role,
 	chans_keep(ch, eps, ne);
 	if (ch->t == T_POOL)
 		pool = role_pool_open(w);
-	else
+	else if (ch->t != T_MEMCPY)
 		child_prepare(w, eps, role);
 
 	/* Wait for the go: end of file when the coordinator closes it. */
@@ -177,7 +178,8 @@ void child_main(const struct workload *w, struct chans *ch, int role,
 	close(go_r);
 	g_role.rep->t_start_ns = now_ns();
 
-	switch (ch->t == T_POOL ? (enum wkind)-1 : w->kind) {
+	switch (ch->t == T_POOL || ch->t == T_MEMCPY ? (enum wkind)-1
+	                                             : w->kind) {
 	case K_STREAM:
 		if (role < P)
 			role_producer(w, &eps[0]);
@@ -217,7 +219,10 @@ void child_main(const struct workload *w, struct chans *ch, int role,
 			role_latest_reader(w, &eps[0]);
 		break;
 	default:
-		role_pool(w, pool);
+		if (ch->t == T_MEMCPY)
+			role_memcpy(w);
+		else
+			role_pool(w, pool);
 		break;
 	}
 	if (g_role.rep->t_end_ns == 0)

@@ -219,7 +219,10 @@ static void coord_totals(const struct workload *w, enum transport t,
 
 	switch (w->kind) {
 	case K_STREAM:
-		for (i = w->producers; i < w->producers + w->consumers; i++) {
+		if (t == T_MEMCPY) /* one process, no consumer */
+			total = sh->r[0].count;
+		for (i = w->producers;
+		     t != T_MEMCPY && i < w->producers + w->consumers; i++) {
 			total += sh->r[i].count;
 			s->wakeups_k += (double)sh->r[i].wakeups * 1000 /
 			                (double)w->n;
@@ -417,6 +420,8 @@ void coord_run_once(const struct workload *w, enum transport t,
 	}
 	s->elapsed_s = (double)(tend - t0) / 1e9;
 	s->rate = (double)w->n / s->elapsed_s;
+	if (w->gbps)
+		s->rate *= (double)w->size / 1e9;
 	s->cpu_us = (c1 - c0) * 1e6 / (double)w->n;
 	coord_totals(w, t, sh, nr, nwatch, s);
 out:

@@ -33,6 +33,9 @@ struct ep ep_of(const struct chans *ch, int i, bool send, int end)
 	case T_SEQLOCK:
 		e.sl = ch->sl;
 		break;
+	case T_SPSC:
+		e.ring = ch->ring;
+		break;
 	default:
 		e.c = ch->c[i][0];
 		break;
@@ -75,6 +78,14 @@ void ep_send(const struct ep *e, int32_t request, pid_t to,
 		r = mproc_send_msg(e->c, &m, OP_TIMEOUT_MS);
 		if (r != 0)
 			child_fail_mproc("mproc_send_msg", r);
+		return;
+	}
+	if (e->t == T_SPSC) {
+		unsigned char *p = spsc_reserve(e->ring, size);
+
+		if (size > 0)
+			memcpy(p, data, size);
+		spsc_commit(e->ring, request, g_role.pid, to, size);
 		return;
 	}
 	if (e->t != T_PIPE && e->t != T_MQ)
@@ -161,6 +172,77 @@ static int ep_mproc_recv(const struct ep *e, struct rmsg *m, int timeout_ms)
 	return 0;
 }
 
+/* T_QZC's borrowed message, until ep_recv_done. */
+static mproc_msg ep_borrowed;
+
+static void ep_borrow(const struct ep *e, struct rmsg *m)
+{
+	int r;
+
+	memset(&ep_borrowed, 0, sizeof(ep_borrowed));
+	r = mproc_recv_borrow(e->c, &ep_borrowed, NULL, NULL, OP_TIMEOUT_MS);
+	if (r != 0)
+		child_fail_mproc("mproc_recv_borrow", r);
+	m->request = ep_borrowed.request;
+	m->sender = ep_borrowed.sender;
+	m->recipient = ep_borrowed.recipient;
+	m->size = ep_borrowed.size;
+	m->data = ep_borrowed.data;
+}
+
+/* The receiver is done with the message ep_recv gave it (checked). */
+void ep_recv_done(const struct ep *e)
+{
+	int r;
+
+	if (e->t == T_QZC) {
+		r = mproc_recv_release(e->c, &ep_borrowed);
+		if (r != 0)
+			child_fail_mproc("mproc_recv_release", r);
+	} else if (e->t == T_SPSC) {
+		spsc_release(e->ring);
+	}
+}
+
+/*
+ * ep_send_begin: where the producer builds a payload of size bytes: in
+ * the channel (T_QZC: a reservation; T_SPSC: the ring), else the role's
+ * frame buffer. ep_send_end sends it.
+ */
+unsigned char *ep_send_begin(const struct ep *e, uint32_t size)
+{
+	void *buf;
+	int r;
+
+	if (e->t == T_QZC) {
+		r = mproc_send_reserve(e->c, size, &buf, OP_TIMEOUT_MS);
+		if (r != 0)
+			child_fail_mproc("mproc_send_reserve", r);
+		return buf;
+	}
+	if (e->t == T_SPSC)
+		return spsc_reserve(e->ring, size);
+	return g_role.sbuf + ENV_SIZE;
+}
+
+void ep_send_end(const struct ep *e, int32_t request, pid_t to,
+                 unsigned char *data, uint32_t size)
+{
+	int r;
+
+	if (e->t == T_QZC) {
+		r = mproc_send_commit(e->c, request, to, size);
+		if (r != 0)
+			child_fail_mproc("mproc_send_commit", r);
+		return;
+	}
+	if (e->t == T_SPSC) {
+		spsc_commit(e->ring, request, g_role.pid, to, size);
+		return;
+	}
+	ep_send(e, request, to, data, size);
+}
+
 /*
  * ep_try_recv receives with MPROC_NOWAIT (mproc transports only): 0, or
  * -EAGAIN when there is nothing; any other error fails the role.
@@ -183,6 +265,14 @@ void ep_recv(const struct ep *e, struct rmsg *m)
 	ssize_t n;
 	int r;
 
+	if (e->t == T_QZC) {
+		ep_borrow(e, m);
+		return;
+	}
+	if (e->t == T_SPSC) {
+		spsc_recv(e->ring, m);
+		return;
+	}
 	if (t_is_mproc(e->t)) {
 		r = ep_mproc_recv(e, m, OP_TIMEOUT_MS);
 		if (r != 0)

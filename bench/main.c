@@ -75,8 +75,9 @@ static void main_usage(FILE *f)
 	        "  --only LIST    workloads, e.g. W1,W5,W6d\n"
 	        "  --window N     W6: tasks in flight at most (default %d; a\n"
 	        "                 shallower POSIX mq lowers it for every row)\n"
-	        "  --transports L queue, named, poll, mpipe, pool, bus, slot,\n"
-	        "                 pipe, mq, seqlock (default all)\n"
+	        "  --transports L queue, named, poll, zerocopy, mpipe, pool, bus,\n"
+	        "                 slot, pipe, mq, seqlock, spsc, memcpy (default\n"
+	        "                 all)\n"
 	        "  --named        W1-W6d and W1w also on a named queue (row\n"
 	        "                 \"mproc queue (named)\", ratio to the anonymous\n"
 	        "                 queue of the same runs): mproc_queue_create in\n"
@@ -92,7 +93,21 @@ static void main_usage(FILE *f)
 	        "  --no-raise     do not raise /proc/sys/fs/mqueue limits\n"
 	        "  --help\n"
 	        "workloads (--only):\n"
-	        "  W1   stream 1:1, 64 B and 4 KiB (or --size)\n"
+	        "  W1   stream 1:1, 64 B and 4 KiB (or --size): the queue by\n"
+	        "       copy and zero-copy (mproc_send_reserve/commit, the\n"
+	        "       payload built in place; mproc_recv_borrow/release,\n"
+	        "       checked in place), mproc pipe, raw pipe, POSIX mq, and\n"
+	        "       \"spsc ring (limit)\": a lock-free single-producer\n"
+	        "       single-consumer ring in one shared mapping.\n"
+	        "       Target, printed only: 4 KiB zero-copy >= 3x a raw pipe\n"
+	        "  W7   (W7a and W7b) 1 MiB stream in GB/s: queue by copy and\n"
+	        "       zero-copy, raw pipe, spsc ring, and \"2 x memcpy\" (one\n"
+	        "       process copying each message twice). W7a: the hand-off\n"
+	        "       alone (body written once, a header per message); W7b:\n"
+	        "       every byte written by the sender, summed by the\n"
+	        "       receiver. Targets, printed only: zero-copy >= 3x a raw\n"
+	        "       pipe (W7a), >= 1.5x (W7b); the copy path within 1.5x of\n"
+	        "       2 x memcpy\n"
 	        "  W1w  W1's 64 B queue stream plus a process that calls\n"
 	        "       mproc_queue_stats on the queue: never (row W1),\n"
 	        "       every 1 ms (W1w1ms), in a tight loop (W1wloop);\n"
@@ -146,7 +161,8 @@ static int main_parse_transports(const char *list)
 		[T_QUEUE] = "queue", [T_NQUEUE] = "named", [T_QPOLL] = "poll",
 		[T_MPIPE] = "mpipe", [T_POOL] = "pool", [T_BUS] = "bus",
 		[T_SLOT] = "slot", [T_PIPE] = "pipe", [T_MQ] = "mq",
-		[T_SEQLOCK] = "seqlock",
+		[T_SEQLOCK] = "seqlock", [T_QZC] = "zerocopy",
+		[T_SPSC] = "spsc", [T_MEMCPY] = "memcpy",
 	};
 	char buf[128], *tok, *save = NULL;
 	int t;
@@ -160,8 +176,8 @@ static int main_parse_transports(const char *list)
 		if (t == T_NTRANS) {
 			fprintf(stderr,
 			        "mproc-bench: unknown transport %s (queue, "
-			        "named, poll, mpipe, pool, bus, slot, pipe, mq, "
-			        "seqlock)\n",
+			        "named, poll, zerocopy, mpipe, pool, bus, slot, "
+			        "pipe, mq, seqlock, spsc, memcpy)\n",
 			        tok);
 			return -1;
 		}

@@ -138,3 +138,30 @@ uint64_t payload_stamp(const unsigned char *p)
 	memcpy(&stamp, p + PL_HDR, 8);
 	return stamp;
 }
+
+/*
+ * W7a's header-only payload: seq, src and a check word over them and the
+ * size; the body is left as it is (written once, not per message).
+ */
+void payload_hdr_fill(unsigned char *p, uint32_t size, uint64_t seq,
+                      uint32_t src)
+{
+	uint32_t check = payload_check_word(K2, seq, src, size);
+
+	memcpy(p, &seq, 8);
+	memcpy(p + 8, &src, 4);
+	memcpy(p + 12, &check, 4);
+}
+
+int payload_hdr_verify(const unsigned char *p, uint32_t size, uint64_t *seq,
+                       uint32_t *src)
+{
+	uint32_t check;
+
+	if (size < PL_HDR)
+		return -1;
+	memcpy(seq, p, 8);
+	memcpy(src, p + 8, 4);
+	memcpy(&check, p + 12, 4);
+	return check == payload_check_word(K2, *seq, *src, size) ? 0 : -1;
+}

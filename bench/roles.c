@@ -32,6 +32,19 @@ void role_check_msg(const struct rmsg *m, int32_t request, uint32_t size,
 		child_fail("checksum mismatch (seq field %" PRIu64 ")", *seq);
 }
 
+/* W7a: the request, the size and the header only. */
+static void role_check_hdr(const struct rmsg *m, uint32_t size, uint64_t *seq,
+                           uint32_t *src)
+{
+	if (m->request != MPROC_DO)
+		child_fail("request %d, expected DO", m->request);
+	if (m->size != size)
+		child_fail("payload of %u bytes, expected %u", m->size, size);
+	if (payload_hdr_verify(m->data, m->size, seq, src) != 0)
+		child_fail("header check mismatch (seq field %" PRIu64 ")",
+		           *seq);
+}
+
 void role_check_sender(const struct rmsg *m, uint32_t src, uint32_t nsrc,
                        uint32_t base)
 {
@@ -46,12 +59,20 @@ void role_producer(const struct workload *w, const struct ep *out)
 {
 	uint32_t P = (uint32_t)w->producers, idx = (uint32_t)g_role.role;
 	uint64_t per = w->n / P, k;
-	unsigned char *pl = g_role.sbuf + ENV_SIZE;
+	unsigned char *pl;
 	int c;
 
+	/* W7a: the body written once (the copy paths send the same buffer;
+	 * the channel's own memory keeps what it had), the header each time */
+	if (w->handoff)
+		payload_fill(g_role.sbuf + ENV_SIZE, w->size, 0, idx);
 	for (k = 0; k < per; k++) {
-		payload_fill(pl, w->size, k * P + idx, idx);
-		ep_send(out, MPROC_DO, MPROC_ANYONE, pl, w->size);
+		pl = ep_send_begin(out, w->size);
+		if (w->handoff)
+			payload_hdr_fill(pl, w->size, k * P + idx, idx);
+		else
+			payload_fill(pl, w->size, k * P + idx, idx);
+		ep_send_end(out, MPROC_DO, MPROC_ANYONE, pl, w->size);
 	}
 	g_role.rep->count = per;
 	/* The last producer to finish sends one DIE per consumer: every
@@ -127,9 +148,13 @@ void role_consumer(const struct workload *w, const struct ep *in)
 		if (m.request == MPROC_DIE) {
 			if (single)
 				child_fail("DIE with a single consumer");
+			ep_recv_done(in);
 			break;
 		}
-		role_check_msg(&m, MPROC_DO, w->size, &seq, &src);
+		if (w->handoff)
+			role_check_hdr(&m, w->size, &seq, &src);
+		else
+			role_check_msg(&m, MPROC_DO, w->size, &seq, &src);
 		role_check_sender(&m, src, P, 0);
 		if (m.recipient != MPROC_ANYONE)
 			child_fail("recipient %d, expected anyone",
@@ -153,6 +178,7 @@ void role_consumer(const struct workload *w, const struct ep *in)
 		last[src] = seq;
 		if (!single)
 			g_role.sh->seen[seq] = 1;
+		ep_recv_done(in);
 		count++;
 	}
 	g_role.rep->count = count;
@@ -470,4 +496,38 @@ void role_pool(const struct workload *w, mproc_pool *pool)
 	g_role.rep->count = got;
 	free(ids);
 	free(seen);
+}
+
+/*
+ * role_memcpy ("2 x memcpy", W7): one process, no channel: each message
+ * built as the producer builds it, copied twice (into a middle buffer, as
+ * a copy path copies into the channel, then out of it) and checked as the
+ * consumer checks it. The limit of a path that copies in and out.
+ */
+void role_memcpy(const struct workload *w)
+{
+	unsigned char *src = g_role.sbuf + ENV_SIZE, *mid = g_role.pbuf;
+	unsigned char *dst = g_role.rbuf;
+	uint64_t k, seq;
+	uint32_t idx;
+
+	if (w->handoff)
+		payload_fill(src, w->size, 0, 0);
+	for (k = 0; k < w->n; k++) {
+		if (w->handoff)
+			payload_hdr_fill(src, w->size, k, 0);
+		else
+			payload_fill(src, w->size, k, 0);
+		memcpy(mid, src, w->size);
+		/* the copies must not be merged or dropped */
+		__asm__ __volatile__("" : : "r"(mid) : "memory");
+		memcpy(dst, mid, w->size);
+		__asm__ __volatile__("" : : "r"(dst) : "memory");
+		if ((w->handoff ? payload_hdr_verify(dst, w->size, &seq, &idx)
+		                : payload_verify(dst, w->size, &seq, &idx)) !=
+		            0 ||
+		    seq != k || idx != 0)
+			child_fail("2 x memcpy: message %" PRIu64 " wrong", k);
+	}
+	g_role.rep->count = w->n;
 }

@@ -17,7 +17,8 @@ static bool wl_selected(const char *id)
 	snprintf(buf, sizeof(buf), "%s", opt_only);
 	for (tok = strtok_r(buf, ", ", &save); tok != NULL;
 	     tok = strtok_r(NULL, ", ", &save))
-		if (strcasecmp(tok, id) == 0)
+		if (strcasecmp(tok, id) == 0 ||
+		    (strcasecmp(tok, "W7") == 0 && strncmp(id, "W7", 2) == 0))
 			return true;
 	return false;
 }
@@ -108,6 +109,27 @@ int wl_build(struct workload ws[MAX_WORKLOADS])
 		if (nw > 0 && strcmp(ws[nw - 1].id, "W1") == 0 &&
 		    ws[nw - 1].size == sizes[i]) {
 			ws[nw - 1].has[T_MPIPE] = ws[nw - 1].has[T_PIPE] = true;
+			ws[nw - 1].has[T_QZC] = ws[nw - 1].has[T_SPSC] = true;
+		}
+	}
+	/* W7: 1 MiB, the hand-off alone (W7a), every byte (W7b). */
+	for (i = 0; i < 2; i++) {
+		nw = wl_add(ws, nw, i ? "W7b" : "W7a",
+		            i ? "1 MiB stream, every byte written and read"
+		              : "1 MiB stream, the hand-off alone",
+		            K_STREAM, MAX_SIZE,
+		            opt_quick ? 50 : i ? 1000 : 4000);
+		if (nw > 0 && strncmp(ws[nw - 1].id, "W7", 2) == 0 &&
+		    ws[nw - 1].id[2] == (i ? 'b' : 'a')) {
+			struct workload *w = &ws[nw - 1];
+
+			w->handoff = i == 0;
+			w->gbps = true;
+			w->unit = "GB/s";
+			w->has[T_MQ] = false;
+			w->nmq = 0;
+			w->has[T_QZC] = w->has[T_PIPE] = true;
+			w->has[T_SPSC] = w->has[T_MEMCPY] = true;
 		}
 	}
 	/* W1w: W1's 64 B queue stream (the same count), and a watcher. */
@@ -184,8 +206,8 @@ int wl_check_only(const char *list)
 {
 	char buf[sizeof(opt_only)], *tok, *save = NULL;
 	static const char *const known[] = { "W1", "W1w", "W1p", "W2", "W3",
-		                             "W4", "W5", "W6", "W6d", "W8",
-		                             "W9" };
+		                             "W4", "W5", "W6", "W6d", "W7",
+		                             "W7a", "W7b", "W8", "W9" };
 	int i, nk = (int)(sizeof(known) / sizeof(known[0]));
 
 	snprintf(buf, sizeof(buf), "%s", list);
@@ -196,7 +218,8 @@ int wl_check_only(const char *list)
 		if (i == nk) {
 			fprintf(stderr,
 			        "mproc-bench: unknown workload %s "
-			        "(W1, W1w, W1p, W2..W6, W6d, W8, W9)\n",
+			        "(W1, W1w, W1p, W2..W6, W6d, W7, W7a, W7b, "
+			        "W8, W9)\n",
 			        tok);
 			return -1;
 		}
@@ -206,7 +229,7 @@ int wl_check_only(const char *list)
 
 int wl_nroles(const struct workload *w, enum transport t)
 {
-	if (t == T_POOL)
+	if (t == T_POOL || t == T_MEMCPY)
 		return 1; /* the pool forks its own workers */
 	switch (w->kind) {
 	case K_STREAM:
@@ -230,7 +253,7 @@ uint32_t wl_maxpay(const struct workload *w)
 /* How many channels a run of w over t uses. */
 int wl_nchans(const struct workload *w, enum transport t)
 {
-	if (t == T_POOL)
+	if (t == T_POOL || t == T_MEMCPY)
 		return 0;
 	switch (w->kind) {
 	case K_STREAM:

@@ -4,7 +4,9 @@
 # failure, hang or nonzero exit fails the test, and so does a missing row
 # or ratio: W1w's six rows (W1, W1w1ms, W1wloop, anonymous and named), the
 # named queue beside the anonymous one (W1..W6d), W1p's poller, W8's bus
-# and its pipes and mqs, W9's slot and seqlock. Targets are printed, not
+# and its pipes and mqs, W9's slot and seqlock, W1's zero-copy queue and
+# spsc ring, W7a's and W7b's rows (copy, zero-copy, raw pipe, spsc ring,
+# 2 x memcpy), their ratios and targets. Targets are printed, not
 # enforced. The private MPROC_DIR must be gone at the end, and the JSON
 # must say ok. Transports not built yet print "n/a (not built yet)" and
 # are not a failure.
@@ -51,6 +53,26 @@ for w in W1 W2 W3 W4 W5 W6 W6d; do
 	need "$w" 'mproc queue (named) '
 	need "$w" 'ratio mproc queue (named) / mproc queue '
 done
+need W1 'mproc queue (zero-copy) '
+need W1 'spsc ring (limit) '
+need W1 'raw pipe '
+need W1 'POSIX mq '
+need W1 'ratio mproc queue (zero-copy) / raw pipe '
+need W1 'ratio mproc queue / spsc ring (limit) '
+need W1 'target zero-copy at least 3.0x a raw pipe'
+for w in W7a W7b; do
+	need "$w" 'mproc queue  '
+	need "$w" 'mproc queue (zero-copy) '
+	need "$w" 'raw pipe '
+	need "$w" 'spsc ring (limit) '
+	need "$w" '2 x memcpy '
+	need "$w" 'ratio mproc queue (zero-copy) / raw pipe '
+	need "$w" 'ratio mproc queue / 2 x memcpy '
+	need "$w" 'ratio mproc queue / spsc ring (limit) '
+	need "$w" 'ratio mproc queue (zero-copy) / spsc ring (limit) '
+	need "$w" 'target zero-copy at least '
+	need "$w" 'target copy path within 1.5x of 2 x memcpy'
+done
 need W1p 'mproc queue  '
 need W1p 'mproc queue + poll '
 need W1p 'ratio mproc queue + poll / mproc queue '
@@ -76,7 +98,8 @@ if [ -e "$dir" ]; then
 fi
 for k in '"ok": true' '"mproc queue (named)"' '"mproc queue + poll"' \
 	'"mproc bus"' '"mproc slot"' '"seqlock"' '"poll_wakeups_per_1000"' \
-	'"latency_median_us"'; do
+	'"latency_median_us"' '"mproc queue (zero-copy)"' \
+	'"spsc ring (limit)"' '"2 x memcpy"' '"W7a"' '"W7b"' '"GB/s"'; do
 	if ! grep -q "$k" "$json"; then
 		echo "FAIL: mproc-bench --json: no $k"
 		exit 1
