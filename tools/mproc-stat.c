@@ -48,10 +48,14 @@
 #include "bus/layout.h"
 #include "queue/layout.h"
 #include "shm/name.h"
+#include "slot/layout.h"
 #include "shm/region.h"
 
-/* Files larger than this are no object of ours. */
-#define STAT_MAX_SIZE ((uint64_t)MPROC_QUEUE_MAX_CAPACITY + (1u << 20))
+/* Files larger than this are no object of ours: the largest slot (three
+ * buffers of 1 GiB) and its header; queues and buses stop at 1 GiB of
+ * ring and a header under 1 MiB. */
+#define STAT_MAX_SIZE \
+	((uint64_t)MPROC__SLOT_BUFS_BIG * MPROC_SLOT_MAX_PAYLOAD + (1u << 20))
 
 struct stat_obj {
 	char name[MPROC__NAME_MAX + 2]; /* "/" and the file name */
