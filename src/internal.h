@@ -81,7 +81,8 @@ int mproc__queue_peek_timed(mproc_conn *q, mproc_match_fn match, void *arg,
                              int timeout_ms);
 /*
  * mproc__queue_inspect: the figures of a queue mapping the caller may
- * only read (the inspector), with no lock taken and nothing written.
+ * only read (the inspector), with no lock taken and nothing written
+ * (every offset and index read from the mapping is checked before use).
  * Returns 0 or -EPROTO (not a valid queue of this layout).
  */
 struct mproc__queue_figures {
@@ -96,6 +97,71 @@ struct mproc__queue_figures {
 };
 int mproc__queue_inspect(const void *map, size_t len,
                          struct mproc__queue_figures *out);
+/*
+ * mproc__bus_inspect and mproc__slot_inspect: the same for a bus and a
+ * slot (src/bus/inspect.c, src/slot/inspect.c). readers has room for max
+ * entries, at least the bus's max_readers (MPROC__BUS_MAX_READERS, 4096,
+ * always do): the subscribers go to its first ones, and the bus inspect
+ * returns how many there are, -EPROTO, or -ENOBUFS (max too small; out
+ * has the geometry).
+ */
+struct mproc__bus_reader_figures {
+	uint32_t index;     /* its entry in the readers' table */
+	int32_t pid;
+	uint64_t start_ns;  /* its start (CLOCK_BOOTTIME ns) */
+	int live;           /* its process is there (a dead one holds the
+	                       ring until a writer takes its entry back) */
+	int overrun;        /* behind head (MPROC_BUS_OVERWRITE: its next
+	                       receive says -EOVERFLOW) */
+	uint64_t cursor;    /* the ring offset it reads next */
+	uint64_t seen;      /* the id of the message there */
+	uint64_t lag;       /* messages sent that it has not passed */
+	uint64_t lag_bytes; /* tail - cursor */
+	uint64_t lost;
+	uint64_t received;
+};
+struct mproc__bus_figures {
+	uint64_t sent;
+	uint64_t queued;    /* messages in the ring */
+	uint64_t bytes;     /* ring bytes they take */
+	uint64_t capacity;
+	uint64_t head, tail;
+	uint64_t recoveries;
+	uint64_t reclaimed;
+	uint64_t max_lag;   /* over the subscribers: messages, bytes */
+	uint64_t max_lag_bytes;
+	uint32_t max_payload;
+	uint32_t max_readers;
+	uint32_t flags;     /* MPROC_BUS_OVERWRITE, UNLINK_ON_LAST_CLOSE */
+	uint32_t subscribers; /* entries in use */
+	uint32_t readers;   /* of them, live */
+	int consistent;     /* the words are one state of the bus */
+	int pending;        /* a commit was cut short (the next writer
+	                       repairs it) */
+	int pollers;
+};
+int mproc__bus_inspect(const void *map, size_t len,
+                       struct mproc__bus_figures *out,
+                       struct mproc__bus_reader_figures *readers,
+                       uint32_t max);
+struct mproc__slot_figures {
+	uint64_t version;    /* values published (0: none yet) */
+	uint64_t recoveries;
+	uint32_t size;       /* payload bytes of the current value */
+	int32_t request;     /* the current value's fields */
+	int32_t sender;
+	int32_t recipient;
+	uint32_t max_payload;
+	uint32_t buffers;
+	uint32_t flags;
+	uint32_t readers;         /* live receiving handles */
+	uint32_t readers_waiting; /* of them, asleep for a newer value */
+	uint32_t pinned;     /* live readers copying a value out */
+	uint32_t writing;    /* buffers being filled by live writers */
+	int pollers;
+};
+int mproc__slot_inspect(const void *map, size_t len,
+                        struct mproc__slot_figures *out);
 /* The shared mapping behind queue q and its length (tests, fuzzers). */
 void *mproc__queue_mapping(mproc_conn *q, size_t *len);
 /*

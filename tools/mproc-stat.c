@@ -5,17 +5,21 @@
  *   mproc-stat [--json] [--watch SECONDS] [--count N] [NAME...]
  *
  * No NAME: one line per object in the directory (kind, name, mode,
- * holders, depth, bytes, stale). NAME: everything about that object.
+ * holders, depth, bytes, stale; depth is the messages queued for a queue,
+ * the largest reader lag for a bus, the version for a slot; bytes the
+ * ring bytes in use, or the current value's size). NAME: everything
+ * about that object (for a bus, each subscriber's cursor and lag).
  * --json: the same as JSON (an object for one NAME, else an array), one
  * document per line. --watch: again every SECONDS (a decimal) until
  * interrupted, or N times with --count N.
  *
  * Read-only and never waiting: a file is opened O_RDONLY | O_NOFOLLOW |
  * O_NONBLOCK and mapped PROT_READ; no lock of the object is taken (the
- * figures come from mproc__queue_inspect, which reads the sides under
- * their sequence counts), so a dead or stopped holder of a lock holds
- * nothing up. The mapping is untrusted: a file that is not a valid object,
- * or that shrinks under us (SIGBUS, caught), is reported "corrupt".
+ * figures come from mproc__queue_inspect, mproc__bus_inspect and
+ * mproc__slot_inspect, which read the locked words under their sequence
+ * counts), so a dead or stopped holder of a lock holds nothing up. The
+ * mapping is untrusted: a file that is not a valid object, or that
+ * shrinks under us (SIGBUS, caught), is reported "corrupt".
  *
  * Holders are the live processes with a descriptor of the file (the
  * /proc/<pid>/fd links we may read: all as root, else our own); stale
@@ -41,12 +45,17 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "bus/layout.h"
 #include "queue/layout.h"
 #include "shm/name.h"
+#include "slot/layout.h"
 #include "shm/region.h"
 
-/* Files larger than this are no object of ours. */
-#define STAT_MAX_SIZE ((uint64_t)MPROC_QUEUE_MAX_CAPACITY + (1u << 20))
+/* Files larger than this are no object of ours: the largest slot (three
+ * buffers of 1 GiB) and its header; queues and buses stop at 1 GiB of
+ * ring and a header under 1 MiB. */
+#define STAT_MAX_SIZE \
+	((uint64_t)MPROC__SLOT_BUFS_BIG * MPROC_SLOT_MAX_PAYLOAD + (1u << 20))
 
 struct stat_obj {
 	char name[MPROC__NAME_MAX + 2]; /* "/" and the file name */
@@ -64,7 +73,15 @@ struct stat_obj {
 	int corrupt;
 	int have_q;
 	struct mproc__queue_figures f;
+	int have_b;
+	struct mproc__bus_figures bf;
+	struct mproc__bus_reader_figures *br; /* bf.subscribers of them */
+	int have_s;
+	struct mproc__slot_figures sf;
 };
+
+/* Where a bus's subscribers are read to (one bus at a time). */
+static struct mproc__bus_reader_figures stat_readers[MPROC__BUS_MAX_READERS];
 
 static int stat_json;
 static char stat_dir[MPROC__PATH_MAX];
@@ -95,7 +112,25 @@ static void stat_usage(FILE *f)
 
 /* ---- reading one object ----------------------------------------------- */
 
-/* The header's kind, the queue's figures: under a SIGBUS guard, since
+/* A bus's figures, its subscribers copied out of the scratch table. */
+static int stat_read_bus(struct stat_obj *o, const void *map, size_t len)
+{
+	int n = mproc__bus_inspect(map, len, &o->bf, stat_readers,
+	                           MPROC__BUS_MAX_READERS);
+
+	if (n < 0)
+		return n;
+	o->bf.subscribers = (uint32_t)n;
+	if (n > 0) {
+		o->br = malloc((size_t)n * sizeof(*o->br));
+		if (o->br == NULL)
+			return -ENOMEM;
+		memcpy(o->br, stat_readers, (size_t)n * sizeof(*o->br));
+	}
+	return 0;
+}
+
+/* The header's kind, the kind's figures: under a SIGBUS guard, since
  * the file may shrink under the mapping. */
 static void stat_read_map(struct stat_obj *o, const void *map, size_t len)
 {
@@ -105,7 +140,7 @@ static void stat_read_map(struct stat_obj *o, const void *map, size_t len)
 	if (sigsetjmp(stat_bus_jmp, 1) != 0) {
 		stat_bus_armed = 0;
 		o->corrupt = 1;
-		o->have_q = 0;
+		o->have_q = o->have_b = o->have_s = 0;
 		return;
 	}
 	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != MPROC__SHM_MAGIC) {
@@ -118,10 +153,19 @@ static void stat_read_map(struct stat_obj *o, const void *map, size_t len)
 		if (kind == MPROC__KIND_QUEUE) {
 			o->have_q = mproc__queue_inspect(map, len, &o->f) == 0;
 			o->corrupt = !o->have_q;
-		} else if (strcmp(o->kind, "unknown") == 0) {
+		} else if (kind == MPROC__KIND_BUS) {
+			int rc = stat_read_bus(o, map, len);
+
+			o->have_b = rc == 0;
+			o->corrupt = rc == -EPROTO;
+			if (rc < 0 && rc != -EPROTO)
+				o->err = rc;
+		} else if (kind == MPROC__KIND_SLOT) {
+			o->have_s = mproc__slot_inspect(map, len, &o->sf) == 0;
+			o->corrupt = !o->have_s;
+		} else {
 			o->corrupt = 1;
 		}
-		/* Buses and slots: their kind only, for now. */
 	}
 	stat_bus_armed = 0;
 }
@@ -259,10 +303,122 @@ static const char *stat_tf(int v)
 	return v ? "true" : "false";
 }
 
-static void stat_print_json(const struct stat_obj *o)
+static unsigned long long stat_ull(uint64_t v)
+{
+	return (unsigned long long)v;
+}
+
+/* A kind's flags, by name (bit 0 means one thing per kind). */
+static const char *stat_flag_name(const struct stat_obj *o, uint32_t bit)
+{
+	if (bit == MPROC_UNLINK_ON_LAST_CLOSE)
+		return "UNLINK_ON_LAST_CLOSE";
+	if (bit == MPROC_QUEUE_MANUAL_DONE && o->have_q)
+		return "MANUAL_DONE";
+	if (bit == MPROC_BUS_OVERWRITE && o->have_b)
+		return "OVERWRITE";
+	return NULL; /* the inspect checks refuse any other */
+}
+
+/* The flags as a JSON array of names, or as a line of them. */
+static void stat_flags(const struct stat_obj *o, uint32_t flags, int json)
+{
+	int first = 1;
+
+	printf(json ? ",\"flags\":[" : "flags:         ");
+	for (int i = 0; i < 32; i++) {
+		const char *name = stat_flag_name(o, 1u << i);
+
+		if (!(flags & (1u << i)) || name == NULL)
+			continue;
+		printf(json ? "%s\"%s\"" : "%s%s", first ? "" : json ? "," : " ",
+		       name);
+		first = 0;
+	}
+	if (json)
+		putchar(']');
+	else
+		printf("%s\n", first ? "none" : "");
+}
+
+static void stat_json_queue(const struct stat_obj *o)
 {
 	const mproc_stats *st = &o->f.st;
 
+	printf(",\"queued\":%llu,\"bytes\":%llu,\"unfinished\":%llu,"
+	       "\"sent\":%llu,\"received\":%llu,\"recoveries\":%llu,"
+	       "\"orphans\":%llu,\"purged\":%llu,\"capacity\":%llu,"
+	       "\"max_payload\":%llu",
+	       stat_ull(st->queued), stat_ull(st->bytes),
+	       stat_ull(st->unfinished), stat_ull(st->sent),
+	       stat_ull(st->received), stat_ull(st->recoveries),
+	       stat_ull(st->orphans), stat_ull(st->purged),
+	       stat_ull(st->capacity), stat_ull(st->max_payload));
+	printf(",\"max_messages\":%u", o->f.max_messages);
+	stat_flags(o, o->f.flags, 1);
+	printf(",\"shutdown\":%s,\"pollers\":%d,\"pending\":%s,"
+	       "\"consistent\":%s",
+	       stat_tf(o->f.shutdown), o->f.pollers, stat_tf(o->f.pending),
+	       stat_tf(o->f.consistent));
+}
+
+/* A bus: mproc_bus_counts' names for the bus's own figures, the largest
+ * lag, and each subscriber. */
+static void stat_json_bus(const struct stat_obj *o)
+{
+	const struct mproc__bus_figures *b = &o->bf;
+
+	printf(",\"sent\":%llu,\"queued\":%llu,\"bytes\":%llu,"
+	       "\"capacity\":%llu,\"max_payload\":%u,\"recoveries\":%llu,"
+	       "\"reclaimed\":%llu,\"readers\":%u,\"max_readers\":%u,"
+	       "\"subscribed\":%u,\"max_lag\":%llu,\"max_lag_bytes\":%llu,"
+	       "\"overwrite\":%s",
+	       stat_ull(b->sent), stat_ull(b->queued), stat_ull(b->bytes),
+	       stat_ull(b->capacity), b->max_payload, stat_ull(b->recoveries),
+	       stat_ull(b->reclaimed), b->readers, b->max_readers,
+	       b->subscribers, stat_ull(b->max_lag),
+	       stat_ull(b->max_lag_bytes),
+	       stat_tf(b->flags & MPROC_BUS_OVERWRITE));
+	stat_flags(o, b->flags, 1);
+	printf(",\"head\":%llu,\"tail\":%llu,\"pollers\":%d,\"pending\":%s,"
+	       "\"consistent\":%s,\"subscribers\":[",
+	       stat_ull(b->head), stat_ull(b->tail), b->pollers,
+	       stat_tf(b->pending), stat_tf(b->consistent));
+	for (uint32_t i = 0; i < b->subscribers; i++) {
+		const struct mproc__bus_reader_figures *r = &o->br[i];
+
+		printf("%s{\"pid\":%d,\"live\":%s,\"cursor\":%llu,\"lag\":%llu,"
+		       "\"lag_bytes\":%llu,\"lost\":%llu,\"received\":%llu,"
+		       "\"overrun\":%s}",
+		       i > 0 ? "," : "", (int)r->pid, stat_tf(r->live),
+		       stat_ull(r->cursor), stat_ull(r->lag),
+		       stat_ull(r->lag_bytes), stat_ull(r->lost),
+		       stat_ull(r->received), stat_tf(r->overrun));
+	}
+	putchar(']');
+}
+
+/* A slot: mproc_slot_counts' names, but value_size for its size ("size"
+ * is the file's, as for every kind). */
+static void stat_json_slot(const struct stat_obj *o)
+{
+	const struct mproc__slot_figures *sl = &o->sf;
+
+	printf(",\"version\":%llu,\"value_size\":%u,\"max_payload\":%u,"
+	       "\"buffers\":%u,\"recoveries\":%llu,\"readers\":%u,"
+	       "\"readers_waiting\":%u,\"copying\":%u,\"writing\":%u",
+	       stat_ull(sl->version), sl->size, sl->max_payload, sl->buffers,
+	       stat_ull(sl->recoveries), sl->readers, sl->readers_waiting,
+	       sl->pinned, sl->writing);
+	if (sl->version > 0)
+		printf(",\"request\":%d,\"sender\":%d,\"recipient\":%d",
+		       (int)sl->request, (int)sl->sender, (int)sl->recipient);
+	stat_flags(o, sl->flags, 1);
+	printf(",\"pollers\":%d", sl->pollers);
+}
+
+static void stat_print_json(const struct stat_obj *o)
+{
 	printf("{\"name\":");
 	stat_json_str(o->name);
 	printf(",\"kind\":\"%s\"", o->kind);
@@ -274,34 +430,14 @@ static void stat_print_json(const struct stat_obj *o)
 	       stat_tf(o->stale == 1), stat_tf(o->corrupt));
 	if (o->err != 0)
 		printf(",\"error\":\"%s\"", mproc_err_name(o->err));
-	if (o->have_q) {
+	if (o->have_q || o->have_b || o->have_s)
 		printf(",\"layout\":%u", (unsigned)o->layout);
-		printf(",\"queued\":%llu,\"bytes\":%llu,\"unfinished\":%llu,"
-		       "\"sent\":%llu,\"received\":%llu,\"recoveries\":%llu,"
-		       "\"orphans\":%llu,\"purged\":%llu,\"capacity\":%llu,"
-		       "\"max_payload\":%llu",
-		       (unsigned long long)st->queued,
-		       (unsigned long long)st->bytes,
-		       (unsigned long long)st->unfinished,
-		       (unsigned long long)st->sent,
-		       (unsigned long long)st->received,
-		       (unsigned long long)st->recoveries,
-		       (unsigned long long)st->orphans,
-		       (unsigned long long)st->purged,
-		       (unsigned long long)st->capacity,
-		       (unsigned long long)st->max_payload);
-		printf(",\"max_messages\":%u,\"flags\":[", o->f.max_messages);
-		if (o->f.flags & MPROC_QUEUE_MANUAL_DONE)
-			printf("\"MANUAL_DONE\"%s",
-			       o->f.flags & MPROC_UNLINK_ON_LAST_CLOSE ? ","
-			                                               : "");
-		if (o->f.flags & MPROC_UNLINK_ON_LAST_CLOSE)
-			printf("\"UNLINK_ON_LAST_CLOSE\"");
-		printf("],\"shutdown\":%s,\"pollers\":%d,\"pending\":%s,"
-		       "\"consistent\":%s",
-		       stat_tf(o->f.shutdown), o->f.pollers,
-		       stat_tf(o->f.pending), stat_tf(o->f.consistent));
-	}
+	if (o->have_q)
+		stat_json_queue(o);
+	else if (o->have_b)
+		stat_json_bus(o);
+	else if (o->have_s)
+		stat_json_slot(o);
 	putchar('}');
 }
 
@@ -317,15 +453,27 @@ static const char *stat_state(const struct stat_obj *o)
 static void stat_print_row(const struct stat_obj *o)
 {
 	char mode[8] = "-", depth[24] = "-", bytes[24] = "-";
+	uint64_t d = 0, b = 0;
+	int have = 1;
 
 	if (o->have_st)
 		snprintf(mode, sizeof(mode), "%04o",
 		         (unsigned)(o->mode & 07777));
 	if (o->have_q) {
-		snprintf(depth, sizeof(depth), "%llu",
-		         (unsigned long long)o->f.st.queued);
-		snprintf(bytes, sizeof(bytes), "%llu",
-		         (unsigned long long)o->f.st.bytes);
+		d = o->f.st.queued;
+		b = o->f.st.bytes;
+	} else if (o->have_b) {
+		d = o->bf.max_lag;
+		b = o->bf.bytes;
+	} else if (o->have_s) {
+		d = o->sf.version;
+		b = o->sf.size;
+	} else {
+		have = 0;
+	}
+	if (have) {
+		snprintf(depth, sizeof(depth), "%llu", stat_ull(d));
+		snprintf(bytes, sizeof(bytes), "%llu", stat_ull(b));
 	}
 	printf("%-7s %-24s %4s %7d %7s %10s %-5s %s\n", o->kind, o->name, mode,
 	       o->holders, depth, bytes,
@@ -333,14 +481,112 @@ static void stat_print_row(const struct stat_obj *o)
 	       stat_state(o));
 }
 
-static void stat_print_full(const struct stat_obj *o)
+static void stat_full_pending(int pending, int consistent, const char *why)
+{
+	printf("pending:       %s\n",
+	       pending ? "yes (a commit was cut short; the next locker "
+	                 "repairs it)"
+	               : "no");
+	printf("consistent:    %s%s%s\n", consistent ? "yes" : "no (",
+	       consistent ? "" : why, consistent ? "" : ")");
+}
+
+static void stat_full_queue(const struct stat_obj *o)
 {
 	const mproc_stats *st = &o->f.st;
 
+	printf("queued:        %llu\n", stat_ull(st->queued));
+	printf("bytes:         %llu\n", stat_ull(st->bytes));
+	printf("unfinished:    %llu\n", stat_ull(st->unfinished));
+	printf("sent:          %llu\n", stat_ull(st->sent));
+	printf("received:      %llu\n", stat_ull(st->received));
+	printf("recoveries:    %llu\n", stat_ull(st->recoveries));
+	printf("orphans:       %llu\n", stat_ull(st->orphans));
+	printf("purged:        %llu\n", stat_ull(st->purged));
+	printf("capacity:      %llu\n", stat_ull(st->capacity));
+	printf("max_payload:   %llu\n", stat_ull(st->max_payload));
+	printf("max_messages:  %u%s\n", o->f.max_messages,
+	       o->f.max_messages == 0 ? " (bounded by bytes)" : "");
+	stat_flags(o, o->f.flags, 0);
+	printf("shutdown:      %s\n", o->f.shutdown ? "yes" : "no");
+	printf("pollers:       %d\n", o->f.pollers);
+	stat_full_pending(o->f.pending, o->f.consistent,
+	                  "a side kept changing");
+}
+
+static void stat_full_bus(const struct stat_obj *o)
+{
+	const struct mproc__bus_figures *b = &o->bf;
+
+	printf("sent:          %llu\n", stat_ull(b->sent));
+	printf("queued:        %llu (messages in the ring)\n",
+	       stat_ull(b->queued));
+	printf("bytes:         %llu\n", stat_ull(b->bytes));
+	printf("capacity:      %llu\n", stat_ull(b->capacity));
+	printf("max_payload:   %u\n", b->max_payload);
+	printf("overwrite:     %s\n",
+	       b->flags & MPROC_BUS_OVERWRITE
+	               ? "yes (writers never wait; overrun readers get "
+	                 "-EOVERFLOW)"
+	               : "no (writers wait for the slowest live reader)");
+	stat_flags(o, b->flags, 0);
+	printf("recoveries:    %llu\n", stat_ull(b->recoveries));
+	printf("reclaimed:     %llu (dead readers' entries taken back)\n",
+	       stat_ull(b->reclaimed));
+	printf("readers:       %u live of %u subscribed (at most %u)\n",
+	       b->readers, b->subscribers, b->max_readers);
+	printf("max_lag:       %llu messages, %llu bytes\n",
+	       stat_ull(b->max_lag), stat_ull(b->max_lag_bytes));
+	printf("head, tail:    %llu, %llu\n", stat_ull(b->head),
+	       stat_ull(b->tail));
+	printf("pollers:       %d\n", b->pollers);
+	stat_full_pending(b->pending, b->consistent,
+	                  "a writer kept committing");
+	if (b->subscribers == 0)
+		return;
+	printf("  %-8s %-4s %12s %8s %10s %8s %8s\n", "PID", "LIVE", "CURSOR",
+	       "LAG", "LAG_BYTES", "LOST", "RECEIVED");
+	for (uint32_t i = 0; i < b->subscribers; i++) {
+		const struct mproc__bus_reader_figures *r = &o->br[i];
+
+		printf("  %-8d %-4s %12llu %8llu %10llu %8llu %8llu%s\n",
+		       (int)r->pid, r->live ? "yes" : "no", stat_ull(r->cursor),
+		       stat_ull(r->lag), stat_ull(r->lag_bytes),
+		       stat_ull(r->lost), stat_ull(r->received),
+		       r->overrun ? " overrun" : "");
+	}
+}
+
+static void stat_full_slot(const struct stat_obj *o)
+{
+	const struct mproc__slot_figures *sl = &o->sf;
+
+	printf("version:       %llu%s\n", stat_ull(sl->version),
+	       sl->version == 0 ? " (no value yet)" : "");
+	if (sl->version > 0)
+		printf("value:         %u bytes, request %d (%s), sender %d, "
+		       "recipient %d\n",
+		       sl->size, (int)sl->request,
+		       mproc_request_name(sl->request), (int)sl->sender,
+		       (int)sl->recipient);
+	printf("max_payload:   %u\n", sl->max_payload);
+	printf("buffers:       %u\n", sl->buffers);
+	stat_flags(o, sl->flags, 0);
+	printf("recoveries:    %llu (dead writers' buffers taken back)\n",
+	       stat_ull(sl->recoveries));
+	printf("readers:       %u live (%u waiting for a newer value, %u "
+	       "copying one out)\n",
+	       sl->readers, sl->readers_waiting, sl->pinned);
+	printf("writing:       %u\n", sl->writing);
+	printf("pollers:       %d\n", sl->pollers);
+}
+
+static void stat_print_full(const struct stat_obj *o)
+{
 	printf("name:          %s\n", o->name);
 	printf("file:          %s/%s\n", stat_dir, o->name + 1);
 	printf("kind:          %s", o->kind);
-	if (o->have_q)
+	if (o->have_q || o->have_b || o->have_s)
 		printf(" (layout %u)", (unsigned)o->layout);
 	putchar('\n');
 	if (o->have_st) {
@@ -357,33 +603,12 @@ static void stat_print_full(const struct stat_obj *o)
 	if (o->err != 0)
 		printf("error:         %s (%s)\n", mproc_err_name(o->err),
 		       mproc_strerror(o->err));
-	if (!o->have_q)
-		return;
-	printf("queued:        %llu\n", (unsigned long long)st->queued);
-	printf("bytes:         %llu\n", (unsigned long long)st->bytes);
-	printf("unfinished:    %llu\n", (unsigned long long)st->unfinished);
-	printf("sent:          %llu\n", (unsigned long long)st->sent);
-	printf("received:      %llu\n", (unsigned long long)st->received);
-	printf("recoveries:    %llu\n", (unsigned long long)st->recoveries);
-	printf("orphans:       %llu\n", (unsigned long long)st->orphans);
-	printf("purged:        %llu\n", (unsigned long long)st->purged);
-	printf("capacity:      %llu\n", (unsigned long long)st->capacity);
-	printf("max_payload:   %llu\n", (unsigned long long)st->max_payload);
-	printf("max_messages:  %u%s\n", o->f.max_messages,
-	       o->f.max_messages == 0 ? " (bounded by bytes)" : "");
-	printf("flags:        %s%s%s\n",
-	       o->f.flags & MPROC_QUEUE_MANUAL_DONE ? " MANUAL_DONE" : "",
-	       o->f.flags & MPROC_UNLINK_ON_LAST_CLOSE ? " UNLINK_ON_LAST_CLOSE"
-	                                               : "",
-	       o->f.flags == 0 ? " none" : "");
-	printf("shutdown:      %s\n", o->f.shutdown ? "yes" : "no");
-	printf("pollers:       %d\n", o->f.pollers);
-	printf("pending:       %s\n",
-	       o->f.pending ? "yes (a commit was cut short; the next locker "
-	                      "repairs it)"
-	                    : "no");
-	printf("consistent:    %s\n",
-	       o->f.consistent ? "yes" : "no (a side kept changing)");
+	if (o->have_q)
+		stat_full_queue(o);
+	else if (o->have_b)
+		stat_full_bus(o);
+	else if (o->have_s)
+		stat_full_slot(o);
 }
 
 /* ---- one round --------------------------------------------------------- */
@@ -501,6 +726,8 @@ static int stat_round(char **names, int nnames)
 			stat_print_row(&objs[i]);
 	}
 	fflush(stdout);
+	for (i = 0; i < n; i++)
+		free(objs[i].br);
 	free(objs);
 	return missing;
 }

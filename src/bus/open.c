@@ -101,7 +101,7 @@ static int bus_layout_init(void *map, size_t len, void *arg)
 	s->max_readers = o->max_readers;
 	s->flags = o->flags;
 	s->send.journal.mark.off = UINT64_MAX;
-	s->poll.id = mproc__poll_new_id(map);
+	mproc__poll_init(&s->poll.table, map);
 	if ((rc = mproc__lock_init(&s->send.lock)) < 0)
 		return rc;
 	mproc__region_init(&s->hdr, MPROC__KIND_BUS, MPROC__BUS_LAYOUT,

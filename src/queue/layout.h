@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "shm/journal.h"
+#include "shm/poll.h"
 #include "shm/record.h"
 #include "shm/region.h"
 
@@ -55,7 +56,7 @@
  */
 #define MPROC__QUEUE_TAKERS 64
 /* Handles that have a descriptor (mproc_fd), at once. */
-#define MPROC__QUEUE_POLLERS 64
+#define MPROC__QUEUE_POLLERS MPROC__POLLERS
 struct mproc__queue_taker {
 	int32_t pid;       /* 0: free */
 	uint32_t reserved;
@@ -108,18 +109,13 @@ struct mproc__queue_shared {
 	uint32_t send_waiting;
 	uint32_t join_waiting;
 	uint32_t reserved1;
-	uint64_t poll_armed; /* bit i: poller slot i waits for a wake (poll.c) */
+	uint64_t poll_armed; /* bit i: poller slot i waits for a wake; in
+	                        this line, which senders read anyway */
 
-	/* The pollers (mproc_fd): each a socket named after id, its slot and
-	 * the slot's generation, that a sender wakes once per idle period. */
-	struct {
-		uint64_t id; /* written once at creation */
-		struct {
-			int32_t pid;       /* 0: free */
-			uint32_t gen;      /* bumped at each claim */
-			uint64_t start_ns; /* its start (CLOCK_BOOTTIME ns) */
-		} slot[MPROC__QUEUE_POLLERS];
-	} poll __attribute__((aligned(MPROC__CACHELINE)));
+	/* The pollers (mproc_fd, shm/poll.h): each a socket named after id,
+	 * its slot and the slot's generation, that a sender wakes once per
+	 * idle period. */
+	struct mproc__poll_table poll __attribute__((aligned(MPROC__CACHELINE)));
 
 	/* MANUAL_DONE takers (see above); zero on other queues. */
 	struct mproc__queue_taker takers[MPROC__QUEUE_TAKERS]

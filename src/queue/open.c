@@ -42,8 +42,7 @@ static void queue_conn_init(struct queue_conn *q, void *map, size_t len,
 	q->max_messages = max_messages;
 	q->flags = flags;
 	q->taker = -1;
-	q->poll_fd = -1;
-	q->wake_fd = -1;
+	mproc__poller_init(&q->poll);
 	q->lock_kind = mproc__lock_kind();
 }
 
@@ -76,7 +75,6 @@ static int queue_layout_init(void *map, size_t len, void *arg)
 {
 	const mproc_queue_opts *o = arg;
 	struct mproc__queue_shared *s = map;
-	uint64_t id;
 	int rc;
 
 	/* Only what is not zero is written. */
@@ -86,10 +84,8 @@ static int queue_layout_init(void *map, size_t len, void *arg)
 	s->flags = o->flags;
 	s->send.journal.mark.off = UINT64_MAX;
 	s->recv.journal.mark.off = UINT64_MAX;
-	/* Names the pollers' sockets (poll.c): unique enough per boot. */
-	id = mproc__boottime_ns() ^ ((uint64_t)mproc__self_pid() << 40) ^
-	     (uint64_t)(uintptr_t)map;
-	s->poll.id = id;
+	/* Names the pollers' sockets: unique enough per boot. */
+	mproc__poll_init(&s->poll, map);
 	if ((rc = mproc__lock_init(&s->send.lock)) < 0 ||
 	    (rc = mproc__lock_init(&s->recv.lock)) < 0)
 		return rc;

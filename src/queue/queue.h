@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "queue/layout.h"
 #include "shm/name.h"
+#include "shm/poll.h"
 
 /* How long calls without a timeout wait for the lock (a stopped holder). */
 #define QUEUE_LOCK_MS 1000
@@ -62,13 +63,8 @@ struct queue_conn {
 	 * taker_pid is the caller's pid. Under the receive lock. */
 	pid_t taker_pid;
 	int taker;
-	/* mproc_fd: this handle's poller socket and slot, valid while
-	 * poll_pid is the caller's pid; wake_fd, the unbound socket it
-	 * wakes pollers from (any process may use its copy). */
-	int poll_fd;
-	int poll_slot;
-	pid_t poll_pid;
-	int wake_fd;
+	/* mproc_fd: this handle's poller (shm/poll.h). */
+	struct mproc__poller poll;
 	int lock_kind; /* what both locks' type word must say */
 	/* Zero-copy. The open reservation (rsv_pid's; it holds the send
 	 * lock meanwhile): 0 none, 1 being made, 2 open. The open borrow:
@@ -430,7 +426,8 @@ int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms);
 int mproc__queue_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
                       void *arg, int timeout_ms);
 
-/* poll.c: the descriptor. */
+/* poll.c: the descriptor (the scheme of shm/poll.h over the queue's
+ * poll_armed and poll table). */
 int mproc__queue_fd(mproc_conn *c);
 /* Before a receive on a handle with a descriptor: clear it, wait again. */
 void mproc__queue_poll_arm(struct queue_conn *q);
@@ -449,7 +446,7 @@ static inline void queue_poll_after_send(struct queue_conn *q)
 
 static inline void queue_poll_before_recv(struct queue_conn *q)
 {
-	if (mproc__unlikely(q->poll_fd >= 0))
+	if (mproc__unlikely(q->poll.fd >= 0))
 		mproc__queue_poll_arm(q);
 }
 

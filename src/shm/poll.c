@@ -1,7 +1,6 @@
 /*
- * poll.c - the descriptor of the bus and the slot (see shm/poll.h). The
- * scheme is the queue's (src/queue/poll.c), over a struct the kind embeds
- * in its mapping instead of the queue's own fields.
+ * poll.c - the descriptor of every shared kind (the scheme is in
+ * shm/poll.h): claiming a poller slot, the socket, arming, waking.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -28,10 +27,10 @@ static socklen_t poll_addr(struct sockaddr_un *sa, uint64_t id, int slot,
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 }
 
-uint64_t mproc__poll_new_id(const void *map)
+void mproc__poll_init(struct mproc__poll_table *t, const void *map)
 {
-	return mproc__boottime_ns() ^ ((uint64_t)mproc__self_pid() << 40) ^
-	       (uint64_t)(uintptr_t)map ^ 0x5a5a000000000000ull;
+	t->id = mproc__boottime_ns() ^ ((uint64_t)mproc__self_pid() << 40) ^
+	        (uint64_t)(uintptr_t)map ^ 0x5a5a000000000000ull;
 }
 
 void mproc__poller_init(struct mproc__poller *p)
@@ -43,7 +42,7 @@ void mproc__poller_init(struct mproc__poller *p)
 }
 
 /* Claim a free slot, or one whose process is gone. -EMFILE: all busy. */
-static int poll_claim(struct mproc__poll_shared *ps, uint32_t *gen)
+static int poll_claim(struct mproc__poll_table *t, uint32_t *gen)
 {
 	pid_t me = mproc__self_pid();
 	struct mproc__live lc;
@@ -52,23 +51,22 @@ static int poll_claim(struct mproc__poll_shared *ps, uint32_t *gen)
 	mproc__live_init(&lc);
 	for (pass = 0; pass < 2; pass++) {
 		for (i = 0; i < MPROC__POLLERS; i++) {
-			int32_t p = __atomic_load_n(&ps->slot[i].pid,
-			                            __ATOMIC_ACQUIRE);
+			struct mproc__poll_slot *sl = &t->slot[i];
+			int32_t p = __atomic_load_n(&sl->pid, __ATOMIC_ACQUIRE);
 
 			if (p != 0 &&
 			    (pass == 0 ||
 			     !mproc__live_gone(&lc, p,
-			                       __atomic_load_n(&ps->slot[i].start_ns,
+			                       __atomic_load_n(&sl->start_ns,
 			                                       __ATOMIC_RELAXED))))
 				continue;
-			if (!__atomic_compare_exchange_n(&ps->slot[i].pid, &p, me,
-			                                 0, __ATOMIC_SEQ_CST,
+			if (!__atomic_compare_exchange_n(&sl->pid, &p, me, 0,
+			                                 __ATOMIC_SEQ_CST,
 			                                 __ATOMIC_RELAXED))
 				continue;
-			__atomic_store_n(&ps->slot[i].start_ns,
-			                 mproc__self_start_ns(), __ATOMIC_RELAXED);
-			*gen = __atomic_add_fetch(&ps->slot[i].gen, 1,
-			                          __ATOMIC_SEQ_CST);
+			__atomic_store_n(&sl->start_ns, mproc__self_start_ns(),
+			                 __ATOMIC_RELAXED);
+			*gen = __atomic_add_fetch(&sl->gen, 1, __ATOMIC_SEQ_CST);
 			return i;
 		}
 	}
@@ -86,8 +84,7 @@ static void poll_drain(int fd)
 /* Threads asking for a handle's descriptor at once get the same one. */
 static pthread_mutex_t poll_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static int poll_fd_locked(struct mproc__poll_shared *ps,
-                          struct mproc__poller *p)
+static int poll_fd_locked(struct mproc__poll_table *t, struct mproc__poller *p)
 {
 	pid_t me = mproc__self_pid();
 	struct sockaddr_un sa;
@@ -105,19 +102,20 @@ static int poll_fd_locked(struct mproc__poll_shared *ps,
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if ((slot = poll_claim(ps, &gen)) < 0) {
+	if ((slot = poll_claim(t, &gen)) < 0) {
 		close(fd);
 		return slot;
 	}
-	len = poll_addr(&sa, __atomic_load_n(&ps->id, __ATOMIC_RELAXED), slot,
+	len = poll_addr(&sa, __atomic_load_n(&t->id, __ATOMIC_RELAXED), slot,
 	                gen);
 	if (bind(fd, (struct sockaddr *)&sa, len) < 0) {
 		rc = -errno;
 		close(fd);
-		__atomic_store_n(&ps->slot[slot].pid, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&t->slot[slot].pid, 0, __ATOMIC_RELEASE);
 		return rc;
 	}
-	/* Readable from the start: a receive clears it. */
+	/* Readable from the start: what was sent before this handle asked
+	 * has not been looked for yet. A receive clears it. */
 	sendto(fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&sa, len);
 	p->slot = slot;
 	p->pid = me;
@@ -125,7 +123,7 @@ static int poll_fd_locked(struct mproc__poll_shared *ps,
 	return fd;
 }
 
-int mproc__poller_fd(struct mproc__poll_shared *ps, struct mproc__poller *p)
+int mproc__poll_fd(struct mproc__poll_table *t, struct mproc__poller *p)
 {
 	int rc;
 
@@ -133,31 +131,34 @@ int mproc__poller_fd(struct mproc__poll_shared *ps, struct mproc__poller *p)
 	    p->pid == mproc__self_pid())
 		return p->fd;
 	pthread_mutex_lock(&poll_mu);
-	rc = poll_fd_locked(ps, p);
+	rc = poll_fd_locked(t, p);
 	pthread_mutex_unlock(&poll_mu);
 	return rc;
 }
 
-void mproc__poller_arm(struct mproc__poll_shared *ps, struct mproc__poller *p)
+void mproc__poll_arm(uint64_t *armed, struct mproc__poller *p)
 {
 	if (p->pid != mproc__self_pid())
 		return; /* the parent's descriptor, inherited */
 	/* Drain, then arm: a send after the arm wakes the descriptor; one
 	 * before it is found by this receive. */
 	poll_drain(p->fd);
-	__atomic_fetch_or(&ps->armed, 1ull << p->slot, __ATOMIC_SEQ_CST);
+	__atomic_fetch_or(armed, 1ull << p->slot, __ATOMIC_SEQ_CST);
 }
 
-void mproc__poller_wake(struct mproc__poll_shared *ps, struct mproc__poller *p)
+void mproc__poll_wake(uint64_t *armed, const struct mproc__poll_table *t,
+                      struct mproc__poller *p)
 {
 	struct sockaddr_un sa;
-	uint64_t armed, id;
+	uint64_t bits, id;
 	socklen_t len;
 	int i, fd;
 
-	armed = __atomic_exchange_n(&ps->armed, 0, __ATOMIC_SEQ_CST);
-	if (armed == 0)
+	bits = __atomic_exchange_n(armed, 0, __ATOMIC_SEQ_CST);
+	if (bits == 0)
 		return;
+	/* An unbound socket to send from, made once per handle (threads
+	 * race to make it: one wins); a forked child may use its copy. */
 	fd = __atomic_load_n(&p->wake_fd, __ATOMIC_ACQUIRE);
 	if (fd < 0) {
 		int none = -1;
@@ -172,24 +173,32 @@ void mproc__poller_wake(struct mproc__poll_shared *ps, struct mproc__poller *p)
 			fd = none;
 		}
 	}
-	id = __atomic_load_n(&ps->id, __ATOMIC_RELAXED);
+	id = __atomic_load_n(&t->id, __ATOMIC_RELAXED);
 	for (i = 0; i < MPROC__POLLERS; i++) {
-		if (!(armed & (1ull << i)))
+		if (!(bits & (1ull << i)))
 			continue;
 		len = poll_addr(&sa, id, i,
-		                __atomic_load_n(&ps->slot[i].gen, __ATOMIC_RELAXED));
+		                __atomic_load_n(&t->slot[i].gen, __ATOMIC_RELAXED));
+		/* A poller gone or full: nothing to do (a full socket is
+		 * readable already). */
 		sendto(fd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
 		       (struct sockaddr *)&sa, len);
 	}
 }
 
-void mproc__poller_close(struct mproc__poll_shared *ps, struct mproc__poller *p)
+void mproc__poller_wake(struct mproc__poll_shared *ps, struct mproc__poller *p)
+{
+	mproc__poll_wake(&ps->armed, &ps->table, p);
+}
+
+void mproc__poll_close(uint64_t *armed, struct mproc__poll_table *t,
+                       struct mproc__poller *p)
 {
 	if (p->fd >= 0) {
-		if (p->pid == mproc__self_pid() && ps != NULL) {
-			__atomic_fetch_and(&ps->armed, ~(1ull << p->slot),
+		if (p->pid == mproc__self_pid() && armed != NULL && t != NULL) {
+			__atomic_fetch_and(armed, ~(1ull << p->slot),
 			                   __ATOMIC_SEQ_CST);
-			__atomic_store_n(&ps->slot[p->slot].pid, 0,
+			__atomic_store_n(&t->slot[p->slot].pid, 0,
 			                 __ATOMIC_RELEASE);
 		}
 		close(p->fd);

@@ -90,7 +90,7 @@ static int slot_layout_init(void *map, size_t len, void *arg)
 	s->nbuf = nbuf;
 	s->flags = o->flags;
 	s->stride = stride;
-	s->poll.id = mproc__poll_new_id(map);
+	mproc__poll_init(&s->poll.table, map);
 	for (i = 0; i < MPROC__SLOT_BUFS; i++)
 		s->buf[i].writer_start = MPROC__SLOT_NO_START;
 	for (i = 0; i < MPROC__SLOT_READERS; i++)
