@@ -172,7 +172,7 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 	struct mproc__mark mk;
 	struct mproc__rec r;
 	uint64_t off = 0;
-	int rc, spun = 0, wake, slot = -1;
+	int rc, spun = 0, wake, slot = -1, idled = 0;
 
 	queue_poll_before_recv(q);
 	mproc__deadline_set(&d, timeout_ms);
@@ -216,6 +216,17 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 			if (mproc__queue_dead_borrows(q) > 0)
 				spun = 0;
 			continue;
+		}
+		/* A descriptor's stale wake goes now; then one more look (a
+		 * send whose wake was just drained is found by it). */
+		if (mproc__unlikely(q->poll.fd >= 0) && !idled &&
+		    q->poll.pid == mproc__self_pid()) {
+			idled = 1; /* once a call: later looks only re-arm */
+			mproc__poll_idle(&s->poll_armed, &q->poll);
+			if (ACQUIRE(&s->send.w[QP_TAIL]) != v.tail) {
+				mproc__unlock(&sd->lock);
+				continue;
+			}
 		}
 		/* Wait for a sender to move the tail. */
 		wt.w[0] = &s->send.w[QP_TAIL];
