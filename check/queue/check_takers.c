@@ -100,6 +100,7 @@ START_TEST(test_takers_exited_taker_forgotten)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		child_assert(take(q) == 0 && take(q) == 1);
+		mproc_close(q); /* no task_done: the tasks stay taken */
 		_exit(0);
 	}
 	check_reap_ok(pid, 5000);
@@ -127,6 +128,7 @@ START_TEST(test_takers_done_elsewhere)
 		child_assert(take(q) == 0);
 		child_assert(write(back[1], "t", 1) == 1);
 		child_assert(read(go[0], &c, 1) == 1);
+		mproc_close(q);
 		_exit(0);
 	}
 	ck_assert_int_eq(read(back[0], &c, 1), 1);
@@ -172,6 +174,7 @@ START_TEST(test_takers_more_than_slots)
 			child_assert(write(back[1], "t", 1) == 1);
 			child_assert(read(go[0], &c, 1) == 1);
 			child_assert(mproc_task_done(q) == 0);
+			mproc_close(q);
 			_exit(0);
 		}
 	}
