@@ -491,20 +491,20 @@ START_TEST(test_slot_random_kills)
 END_TEST
 
 /*
- * Known bug (run with MPROC_KNOWN_BUGS=1): a writer taking back a dead
- * writer's buffer stores its pid (the compare-and-swap) before its start,
- * so for a moment the buffer says (a live writer, the dead one's older
- * start); another writer looking then judges that pid reused, takes the
- * buffer too (a second recovery), and two writers fill one buffer: a
- * value can be published torn. Here one buffer is a dead writer's (killed
- * mid-copy), every other spare one is claimed by this live process, and
- * 16 fresh writers (their first send reads their start from /proc, which
- * widens the moment) race for it: exactly one may take it back. About 1
- * round in 100 shows two; the test gives up after 3 s.
+ * A writer taking back a dead writer's buffer used to store its pid (the
+ * compare-and-swap) before its start, so for a moment the buffer said (a
+ * live writer, the dead one's older start); another writer looking then
+ * judged that pid reused, took the buffer too (a second recovery), and
+ * two writers filled one buffer: a value could be published torn. Here
+ * one buffer is a dead writer's (killed mid-copy), every other spare one
+ * is claimed by this live process, and 16 fresh writers (their first send
+ * reads their start from /proc, which widens the moment) race for it:
+ * exactly one may take it back. About 1 round in 100 showed two (some 150
+ * rounds a second).
  */
 START_TEST(test_slot_live_claim_never_taken)
 {
-	long long end = check_now_ms() + check_scale_ms(3000);
+	long long end = check_now_ms() + check_scale_ms(1000);
 	int rounds = 0;
 
 	while (check_now_ms() < end) {
@@ -568,17 +568,17 @@ START_TEST(test_slot_live_claim_never_taken)
 END_TEST
 
 /*
- * Known bug (MPROC_KNOWN_BUGS=1), the same for the readers' entries: a
- * reader taking back a dead reader's entry is judged, for a moment, by
- * the dead one's start, and a second reader takes the entry too; the two
- * then share one pin, and a writer may reuse a buffer one of them is
- * copying. One entry is a dead reader's, every other one is this live
- * process's, and 32 fresh readers race: each must own the entry it
- * reads with (its pid there after its receive).
+ * The same for the readers' entries: a reader taking back a dead reader's
+ * entry was judged, for a moment, by the dead one's start, and a second
+ * reader took the entry too; the two then shared one pin, and a writer
+ * could reuse a buffer one of them was copying. One entry is a dead
+ * reader's, every other one is this live process's, and 32 fresh readers
+ * race: each must own the entry it reads with (its pid there after its
+ * receive).
  */
 START_TEST(test_slot_live_reader_never_taken)
 {
-	long long end = check_now_ms() + check_scale_ms(3000);
+	long long end = check_now_ms() + check_scale_ms(1000);
 	int rounds = 0;
 
 	while (check_now_ms() < end) {
@@ -788,10 +788,8 @@ static Suite *slot_suite(void)
 	tcase_add_test(tc, test_slot_killed_readers_block_nobody);
 	tcase_add_test(tc, test_slot_random_kills);
 	tcase_add_test(tc, test_slot_descriptor);
-	if (getenv("MPROC_KNOWN_BUGS") != NULL)
-		tcase_add_test(tc, test_slot_live_claim_never_taken);
-	if (getenv("MPROC_KNOWN_BUGS") != NULL)
-		tcase_add_test(tc, test_slot_live_reader_never_taken);
+	tcase_add_test(tc, test_slot_live_claim_never_taken);
+	tcase_add_test(tc, test_slot_live_reader_never_taken);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tn, CHECK_TIMEOUT);
 	tcase_add_checked_fixture(tn, named_setup, named_teardown);
