@@ -638,6 +638,75 @@ START_TEST(test_slot_live_reader_never_taken)
 }
 END_TEST
 
+/*
+ * The descriptor's poller slots (shm/poll, every kind's) the same way: a
+ * handle taking back a dead poller's slot must not be robbed by another
+ * (which would leave it bound to a name no wake is sent to). One slot is
+ * a dead process's, every other one this live process's, and 16 fresh
+ * processes ask for a descriptor at once: each must own the slot its
+ * descriptor is for.
+ */
+START_TEST(test_slot_live_poller_never_taken)
+{
+	long long end = check_now_ms() + check_scale_ms(1000);
+	int rounds = 0;
+
+	while (check_now_ms() < end) {
+		mproc_conn *c = slot_new(64);
+		struct slot_conn *h = slot_of(c);
+		struct mproc__poll_table *t = &h->s->poll.table;
+		pid_t d, kids[16];
+		int go[2], lost = 0;
+
+		d = fork();
+		ck_assert_int_ge(d, 0);
+		if (d == 0) {
+			child_assert(mproc_fd(c) >= 0);
+			_exit(0); /* its slot stays claimed */
+		}
+		check_reap_ok(d, T);
+		for (int i = 0; i < MPROC__POLLERS; i++) {
+			if (t->slot[i].pid == d) {
+				t->slot[i].start_ns = 1; /* long before */
+				continue;
+			}
+			ck_assert_int_eq(t->slot[i].pid, 0);
+			t->slot[i].start_ns = mproc__self_start_ns();
+			t->slot[i].pid = getpid();
+		}
+		ck_assert_int_eq(pipe(go), 0);
+		for (int k = 0; k < 16; k++) {
+			kids[k] = fork();
+			ck_assert_int_ge(kids[k], 0);
+			if (kids[k] == 0) {
+				char x;
+
+				close(go[1]);
+				child_assert(read(go[0], &x, 1) == 0);
+				if (mproc_fd(c) < 0)
+					_exit(0); /* -EMFILE: none left */
+				_exit(t->slot[h->poll.slot].pid == getpid() ? 0 : 9);
+			}
+		}
+		close(go[0]);
+		usleep(1000);
+		close(go[1]);
+		for (int k = 0; k < 16; k++) {
+			int st = check_wait_child(kids[k], T);
+
+			ck_assert(WIFEXITED(st));
+			lost += WEXITSTATUS(st) == 9;
+		}
+		rounds++;
+		ck_assert_msg(lost == 0, "round %d: %d pollers lost their slot",
+		              rounds, lost);
+		for (int i = 0; i < MPROC__POLLERS; i++)
+			t->slot[i].pid = 0; /* nothing for close to find */
+		mproc_close(c);
+	}
+}
+END_TEST
+
 /* Named: a program exec'd after the slot was made attaches by name. */
 static char named_dir[64];
 
@@ -790,6 +859,7 @@ static Suite *slot_suite(void)
 	tcase_add_test(tc, test_slot_descriptor);
 	tcase_add_test(tc, test_slot_live_claim_never_taken);
 	tcase_add_test(tc, test_slot_live_reader_never_taken);
+	tcase_add_test(tc, test_slot_live_poller_never_taken);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tn, CHECK_TIMEOUT);
 	tcase_add_checked_fixture(tn, named_setup, named_teardown);
