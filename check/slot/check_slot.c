@@ -159,22 +159,34 @@ END_TEST
 START_TEST(test_slot_fork_starts_where_parent_stood)
 {
 	mproc_conn *s = slot_new(0);
+	struct pollfd pf;
 	uint64_t v;
+	int looked[2];
 	pid_t pid;
 
 	ck_assert_int_eq(send_u64(s, 1), 0);
 	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(pipe(looked), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		uint64_t w;
 
+		close(looked[0]);
 		child_assert(recv_u64(s, &w, MPROC_NOWAIT) == -EAGAIN);
+		child_assert(write(looked[1], "l", 1) == 1);
 		child_assert(recv_u64(s, &w, T) == 0 && w == 2);
 		mproc_close(s);
 		_exit(0);
 	}
-	usleep(20000);
+	/* The next value only once the child has looked (a slow child,
+	 * under valgrind, would see it at its first look). */
+	close(looked[1]);
+	pf.fd = looked[0];
+	pf.events = POLLIN;
+	ck_assert_int_eq(poll(&pf, 1, T), 1);
+	close(looked[0]);
+	usleep(20000); /* most likely asleep in its receive by now */
 	ck_assert_int_eq(send_u64(s, 2), 0);
 	check_reap_ok(pid, T);
 	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
