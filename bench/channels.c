@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -55,6 +56,63 @@ void chans_close(struct chans *ch)
 		ch->fd[i][0] = ch->fd[i][1] = -1;
 		ch->mq[i] = (mqd_t)-1;
 	}
+	if (ch->sl != NULL)
+		munmap(ch->sl, ch->sl_len);
+	ch->sl = NULL;
+	if (ch->ring != NULL)
+		munmap(ch->ring, ch->ring_len);
+	ch->ring = NULL;
+}
+
+/* The coordinator, after the run: the named queues' names go. */
+void chans_unlink(struct chans *ch)
+{
+	int i;
+
+	for (i = 0; i < ch->n; i++)
+		if (ch->name[i][0] != '\0') {
+			named_unlink(ch->name[i]);
+			ch->name[i][0] = '\0';
+		}
+}
+
+/* mproc's own open calls, by transport; the name for T_NQUEUE. */
+static int chans_mproc_open(const struct workload *w, enum transport t,
+                            struct chans *ch, int i,
+                            const mproc_queue_opts *qo, const char **call)
+{
+	mproc_bus_opts bo;
+	mproc_slot_opts so;
+
+	switch (t) {
+	case T_QUEUE:
+	case T_QPOLL:
+	case T_QZC:
+		*call = "mproc_queue_open";
+		return mproc_queue_open(&ch->c[i][0], qo);
+	case T_NQUEUE:
+		*call = "mproc_queue_create";
+		named_new(ch->name[i], sizeof(ch->name[i]));
+		return mproc_queue_create(&ch->c[i][0], ch->name[i], qo);
+	case T_MPIPE:
+		*call = "mproc_pipe_open";
+		return mproc_pipe_open(&ch->c[i][0], &ch->c[i][1]);
+	case T_BUS:
+		*call = "mproc_bus_open";
+		memset(&bo, 0, sizeof(bo));
+		if (wl_maxpay(w) > MPROC_BUS_DEFAULT_MAX_PAYLOAD) {
+			bo.max_payload = wl_maxpay(w);
+			bo.capacity = (size_t)8 * (wl_maxpay(w) + 64);
+		}
+		if (w->readers > MPROC_BUS_DEFAULT_MAX_READERS)
+			bo.max_readers = (uint32_t)w->readers;
+		return mproc_bus_open(&ch->c[i][0], &bo);
+	default:
+		*call = "mproc_slot_open";
+		memset(&so, 0, sizeof(so));
+		so.max_payload = w->size; /* the value, no more */
+		return mproc_slot_open(&ch->c[i][0], &so);
+	}
 }
 
 /*
@@ -65,6 +123,7 @@ int chans_open(const struct workload *w, enum transport t,
                struct chans *ch, char *why, size_t whylen)
 {
 	mproc_queue_opts qo;
+	const char *call;
 	int i, r;
 
 	memset(ch, 0, sizeof(*ch));
@@ -84,26 +143,46 @@ int chans_open(const struct workload *w, enum transport t,
 	for (i = 0; i < ch->n; i++) {
 		switch (t) {
 		case T_QUEUE:
-			r = mproc_queue_open(&ch->c[i][0], &qo);
+		case T_NQUEUE:
+		case T_QPOLL:
+		case T_QZC:
+		case T_MPIPE:
+		case T_BUS:
+		case T_SLOT:
+			r = chans_mproc_open(w, t, ch, i, &qo, &call);
 			if (r == -ENOSYS)
 				goto nosys;
 			if (r != 0) {
-				snprintf(why, whylen,
-				         "mproc_queue_open: %s (%d)",
+				snprintf(why, whylen, "%s: %s (%d)", call,
 				         mproc_strerror(r), r);
 				goto fail;
 			}
 			break;
-		case T_MPIPE:
-			r = mproc_pipe_open(&ch->c[i][0], &ch->c[i][1]);
-			if (r == -ENOSYS)
-				goto nosys;
-			if (r != 0) {
-				snprintf(why, whylen,
-				         "mproc_pipe_open: %s (%d)",
-				         mproc_strerror(r), r);
+		case T_SEQLOCK:
+			ch->sl_len = seqlock_len(w->size);
+			ch->sl = mmap(NULL, ch->sl_len, PROT_READ | PROT_WRITE,
+			              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			if (ch->sl == MAP_FAILED) {
+				ch->sl = NULL;
+				snprintf(why, whylen, "mmap: %s",
+				         strerror(errno));
 				goto fail;
 			}
+			break;
+		case T_SPSC:
+			ch->ring_len = spsc_len(wl_maxpay(w));
+			ch->ring = mmap(NULL, ch->ring_len,
+			                PROT_READ | PROT_WRITE,
+			                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			if (ch->ring == MAP_FAILED) {
+				ch->ring = NULL;
+				snprintf(why, whylen, "mmap: %s",
+				         strerror(errno));
+				goto fail;
+			}
+			spsc_init(ch->ring, ch->ring_len);
+			/* fault it in before the clock starts */
+			memset(ch->ring->data, 0, ch->ring->cap);
 			break;
 		case T_PIPE:
 			if (pipe2(ch->fd[i], O_CLOEXEC) != 0) {
@@ -113,6 +192,7 @@ int chans_open(const struct workload *w, enum transport t,
 			}
 			break;
 		case T_POOL:
+		case T_MEMCPY:
 			break;
 		case T_MQ:
 			r = chans_mq_open(&ch->mq[i], w->mq_depth,
@@ -130,10 +210,12 @@ int chans_open(const struct workload *w, enum transport t,
 	return 0;
 nosys:
 	chans_close(ch);
+	chans_unlink(ch);
 	snprintf(why, whylen, "n/a (not built yet)");
 	return 1;
 fail:
 	chans_close(ch);
+	chans_unlink(ch);
 	return -1;
 }
 

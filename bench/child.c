@@ -42,6 +42,57 @@ void child_fail_mproc(const char *call, int r)
 	child_fail("%s: %s (%d)", call, mproc_strerror(r), r);
 }
 
+/*
+ * T_NQUEUE: the role attaches every queue of the run by its name, as an
+ * unrelated program would, then closes the handle fork gave it (in that
+ * order: the name always has a holder).
+ */
+static void child_attach_named(struct chans *ch)
+{
+	mproc_conn *c;
+	int i, r;
+
+	for (i = 0; i < ch->n; i++) {
+		r = mproc_queue_attach(&c, ch->name[i]);
+		if (r != 0)
+			child_fail("mproc_queue_attach %s: %s (%d)",
+			           ch->name[i], mproc_strerror(r), r);
+		r = mproc_close(ch->c[i][0]);
+		if (r != 0)
+			child_fail_mproc("mproc_close (inherited)", r);
+		ch->c[i][0] = c;
+	}
+}
+
+/* Before the go, what a role needs on top of its handles: W1p's
+ * descriptor, W9's latency records, W8's subscriptions (the writer waits
+ * for all readers). */
+static void child_prepare(const struct workload *w, struct ep *eps, int role)
+{
+	int r;
+
+	if (eps[0].t == T_QPOLL && role >= w->producers &&
+	    role < w->producers + w->consumers) {
+		r = mproc_fd(eps[0].c);
+		if (r < 0)
+			child_fail_mproc("mproc_fd", r);
+		eps[0].pollfd = r;
+	}
+	if (w->kind == K_LATEST && role > 0) /* fault them in */
+		memset(shared_lat(g_role.sh, role - 1), 0,
+		       g_role.sh->lat_cap * sizeof(uint32_t));
+	if (eps[0].t != T_BUS)
+		return;
+	if (role == 0)
+		r = mproc_bus_wait_readers(eps[0].c, (unsigned)w->readers,
+		                           OP_TIMEOUT_MS);
+	else
+		r = mproc_bus_subscribe(eps[0].c);
+	if (r != 0)
+		child_fail_mproc(role == 0 ? "mproc_bus_wait_readers"
+		                           : "mproc_bus_subscribe", r);
+}
+
 void child_main(const struct workload *w, struct chans *ch, int role,
                 int go_r, int go_w)
 {
@@ -70,8 +121,11 @@ void child_main(const struct workload *w, struct chans *ch, int role,
 	memset(g_role.sbuf, 0, ENV_SIZE + g_role.maxpay);
 	memset(g_role.rbuf, 0, ENV_SIZE + g_role.maxpay);
 	memset(g_role.pbuf, 0, g_role.pcap);
+	if (ch->t == T_NQUEUE)
+		child_attach_named(ch);
 
-	switch (ch->t == T_POOL ? (enum wkind)-1 : w->kind) {
+	switch (ch->t == T_POOL || ch->t == T_MEMCPY ? (enum wkind)-1
+	                                             : w->kind) {
 	case K_STREAM:
 		eps[ne++] = ep_of(ch, 0, role < P, role < P ? 0 : 1);
 		break;
@@ -95,12 +149,26 @@ void child_main(const struct workload *w, struct chans *ch, int role,
 			eps[1].directed = w->directed;
 		}
 		break;
+	case K_BCAST:
+		if (role == 0) {
+			for (i = 0; i < ch->n; i++)
+				eps[ne++] = ep_of(ch, i, true, 0);
+		} else {
+			eps[ne++] = ep_of(ch, ch->n > 1 ? role - 1 : 0, false,
+			                  0);
+		}
+		break;
+	case K_LATEST:
+		eps[ne++] = ep_of(ch, 0, role == 0, 0);
+		break;
 	default:
 		break;
 	}
 	chans_keep(ch, eps, ne);
 	if (ch->t == T_POOL)
 		pool = role_pool_open(w);
+	else if (ch->t != T_MEMCPY)
+		child_prepare(w, eps, role);
 
 	/* Wait for the go: end of file when the coordinator closes it. */
 	while ((n = read(go_r, &c, 1)) < 0 && errno == EINTR)
@@ -110,7 +178,8 @@ void child_main(const struct workload *w, struct chans *ch, int role,
 	close(go_r);
 	g_role.rep->t_start_ns = now_ns();
 
-	switch (ch->t == T_POOL ? (enum wkind)-1 : w->kind) {
+	switch (ch->t == T_POOL || ch->t == T_MEMCPY ? (enum wkind)-1
+	                                             : w->kind) {
 	case K_STREAM:
 		if (role < P)
 			role_producer(w, &eps[0]);
@@ -137,8 +206,23 @@ void child_main(const struct workload *w, struct chans *ch, int role,
 		else
 			role_worker(w, &eps[1], &eps[0]);
 		break;
+	case K_BCAST:
+		if (role == 0)
+			role_bcast_writer(w, eps, ne);
+		else
+			role_bcast_reader(w, &eps[0]);
+		break;
+	case K_LATEST:
+		if (role == 0)
+			role_latest_writer(w, &eps[0]);
+		else
+			role_latest_reader(w, &eps[0]);
+		break;
 	default:
-		role_pool(w, pool);
+		if (ch->t == T_MEMCPY)
+			role_memcpy(w);
+		else
+			role_pool(w, pool);
 		break;
 	}
 	if (g_role.rep->t_end_ns == 0)

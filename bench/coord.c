@@ -51,7 +51,30 @@ static void coord_describe_status(char *buf, size_t n, int role, pid_t pid,
  * role that fails (or the watchdog) gets the others SIGKILLed. Returns 0
  * when every role exited 0.
  */
-static int coord_reap_all(pid_t *pids, int n, int watchdog_s, char *why,
+/* The roles of the run under way, for coord_kill_on_signal: a pid is set
+ * when forked and cleared when reaped. */
+static volatile pid_t coord_pids[MAX_ROLES];
+static volatile sig_atomic_t coord_npids;
+
+/*
+ * coord_kill_on_signal (async-signal-safe): the coordinator interrupted,
+ * its roles go too, before the names and the directory are removed (a
+ * role still running would make mproc create the directory again).
+ */
+void coord_kill_on_signal(void)
+{
+	int i, n = coord_npids;
+
+	for (i = 0; i < n; i++)
+		if (coord_pids[i] > 0)
+			kill(coord_pids[i], SIGKILL);
+	for (i = 0; i < n; i++)
+		if (coord_pids[i] > 0)
+			waitpid(coord_pids[i], NULL, 0);
+}
+
+static int coord_reap_all(volatile pid_t *pids, int n, int watchdog_s,
+                          char *why,
                           size_t whylen)
 {
 	uint64_t deadline = now_ns() + (uint64_t)watchdog_s * 1000000000u;
@@ -108,117 +131,101 @@ static int coord_reap_all(pid_t *pids, int n, int watchdog_s, char *why,
 	return failed ? -1 : 0;
 }
 
-static size_t coord_shared_size(uint64_t nseen)
+/* W9: the latencies each reader keeps (its last reads past that). */
+static size_t coord_lat_cap(const struct workload *w)
 {
-	return sizeof(struct shared) + (size_t)nseen;
+	return w->n < LAT_CAP ? (size_t)w->n : LAT_CAP;
 }
 
-void coord_run_once(const struct workload *w, enum transport t,
-                    struct sample *s)
+/* The shared area: the reports, W2-W4's seen bytes, W9's latencies. */
+static size_t coord_shared_size(const struct workload *w, uint64_t nseen,
+                                size_t *lat_off)
 {
-	struct chans ch;
-	struct shared *sh;
-	pid_t pids[MAX_ROLES];
-	int nr = wl_nroles(w, t), go[2], i, r;
-	uint64_t nseen = (w->kind == K_STREAM && w->consumers > 1) ? w->n : 0;
-	uint64_t t0, tend = 0, total = 0, expect;
-	/* W1w's watcher (the last role) is not part of the stream's time */
-	int nwatch = w->kind == K_STREAM && w->watch != WATCH_NONE;
-	size_t shsz = coord_shared_size(nseen);
-	double c0, c1;
+	size_t n = sizeof(struct shared) + (size_t)nseen;
 
-	memset(s, 0, sizeof(*s));
-	sh = mmap(NULL, shsz, PROT_READ | PROT_WRITE,
-	          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (sh == MAP_FAILED) {
-		snprintf(s->why, sizeof(s->why), "mmap: %s", strerror(errno));
+	n = (n + 63) / 64 * 64;
+	*lat_off = n;
+	if (w->kind == K_LATEST)
+		n += (size_t)w->readers * coord_lat_cap(w) * sizeof(uint32_t);
+	return n;
+}
+
+static int coord_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * W9: every reader reached the writer's last value; the reads per second
+ * of all readers, the median and p99 of all their read latencies (of the
+ * last LAT_CAP reads of each reader).
+ */
+static void coord_latest_totals(const struct workload *w, struct shared *sh,
+                                struct sample *s)
+{
+	uint64_t total = 0, kept = 0, k, p99, n;
+	uint32_t *all;
+	int i;
+
+	if (sh->r[0].count != w->n) {
+		snprintf(s->why, sizeof(s->why),
+		         "the writer made %" PRIu64 " updates of %" PRIu64,
+		         sh->r[0].count, w->n);
 		s->status = -1;
 		return;
 	}
-	memset(sh, 0, shsz);
-	g_role.sh = sh;
-	r = chans_open(w, t, &ch, s->why, sizeof(s->why));
-	if (r != 0) {
-		s->status = r > 0 ? 1 : -1;
-		munmap(sh, shsz);
-		return;
-	}
-	if (pipe2(go, O_CLOEXEC) != 0) {
-		snprintf(s->why, sizeof(s->why), "pipe2: %s", strerror(errno));
-		s->status = -1;
-		chans_close(&ch);
-		munmap(sh, shsz);
-		return;
-	}
-	fflush(NULL);
-	c0 = coord_cpu_s();
-	for (i = 0; i < nr; i++) {
-		pid_t p = fork();
-
-		if (p == 0)
-			child_main(w, &ch, i, go[0], go[1]);
-		if (p < 0) {
-			snprintf(s->why, sizeof(s->why), "fork: %s",
-			         strerror(errno));
-			break;
-		}
-		pids[i] = p;
-		sh->pids[i] = p;
-	}
-	chans_close(&ch);
-	close(go[0]);
-	if (i < nr) {
-		nr = i;
-		for (i = 0; i < nr; i++)
-			kill(pids[i], SIGKILL);
-		close(go[1]);
-		coord_reap_all(pids, nr, 10, s->why + strlen(s->why), 1);
-		s->status = -1;
-		munmap(sh, shsz);
-		return;
-	}
-	t0 = now_ns();
-	close(go[1]);
-	r = coord_reap_all(pids, nr,
-	                   opt_quick ? WATCHDOG_QUICK_S : WATCHDOG_S, s->why,
-	                   sizeof(s->why));
-	c1 = coord_cpu_s();
-	if (r != 0) {
-		/* The words of the role that failed first: the others
-		 * usually fail because of it (peer gone). */
-		int first = -1;
-
-		for (i = 0; i < nr; i++)
-			if (sh->r[i].err[0] != '\0' &&
-			    (first < 0 ||
-			     sh->r[i].t_fail_ns < sh->r[first].t_fail_ns))
-				first = i;
-		if (first >= 0) {
-			size_t l = strlen(s->why);
-
-			snprintf(s->why + l, sizeof(s->why) - l, "; first: %s",
-			         sh->r[first].err);
-		}
-		s->status = -1;
-		munmap(sh, shsz);
-		return;
-	}
-	for (i = 0; i < nr; i++) {
-		if (!sh->r[i].ok || sh->r[i].t_end_ns < t0) {
+	for (i = 1; i <= w->readers; i++) {
+		if (sh->r[i].last_seq != w->n - 1 || sh->r[i].count == 0 ||
+		    sh->r[i].count > w->n) {
 			snprintf(s->why, sizeof(s->why),
-			         "role %d left no report", i);
+			         "reader %d: %" PRIu64 " values, the last "
+			         "seq %" PRIu64 " of %" PRIu64,
+			         i, sh->r[i].count, sh->r[i].last_seq, w->n);
 			s->status = -1;
-			munmap(sh, shsz);
 			return;
 		}
-		if (i < nr - nwatch && sh->r[i].t_end_ns > tend)
-			tend = sh->r[i].t_end_ns;
+		total += sh->r[i].count;
+		kept += sh->r[i].count < sh->lat_cap ? sh->r[i].count
+		                                     : sh->lat_cap;
 	}
-	/* The totals: every message delivered exactly once. */
+	all = xmalloc(kept * sizeof(*all));
+	for (i = 1, k = 0; i <= w->readers; i++) {
+		n = sh->r[i].count < sh->lat_cap ? sh->r[i].count : sh->lat_cap;
+		memcpy(all + k, shared_lat(sh, i - 1), n * sizeof(*all));
+		k += n;
+	}
+	qsort(all, kept, sizeof(*all), coord_cmp_u32);
+	p99 = (kept * 99 + 99) / 100;
+	if (p99 > 0)
+		p99--;
+	s->rtt_med_us = (kept % 2 ? (double)all[kept / 2]
+	                          : ((double)all[kept / 2 - 1] +
+	                             (double)all[kept / 2]) / 2) / 1e3;
+	s->rtt_p99_us = (double)all[p99] / 1e3;
+	s->reads_rate = (double)total / s->elapsed_s;
+	free(all);
+}
+
+/* The totals of one run: every message delivered exactly once. */
+static void coord_totals(const struct workload *w, enum transport t,
+                         struct shared *sh, int nr, int nwatch,
+                         struct sample *s)
+{
+	uint64_t total = 0, expect;
+	uint64_t nseen = (w->kind == K_STREAM && w->consumers > 1) ? w->n : 0;
+	int i;
+
 	switch (w->kind) {
 	case K_STREAM:
-		for (i = w->producers; i < w->producers + w->consumers; i++) {
+		if (t == T_MEMCPY) /* one process, no consumer */
+			total = sh->r[0].count;
+		for (i = w->producers;
+		     t != T_MEMCPY && i < w->producers + w->consumers; i++) {
 			total += sh->r[i].count;
+			s->wakeups_k += (double)sh->r[i].wakeups * 1000 /
+			                (double)w->n;
 			if ((double)sh->r[i].max_recv_ns / 1e6 > s->max_recv_ms)
 				s->max_recv_ms =
 				        (double)sh->r[i].max_recv_ns / 1e6;
@@ -257,7 +264,7 @@ void coord_run_once(const struct workload *w, enum transport t,
 		s->rtt_med_us = sh->r[0].rtt_med_us;
 		s->rtt_p99_us = sh->r[0].rtt_p99_us;
 		break;
-	default:
+	case K_POOL:
 		if (t == T_POOL) {
 			if (sh->r[0].count != w->n) {
 				snprintf(s->why, sizeof(s->why),
@@ -292,9 +299,133 @@ void coord_run_once(const struct workload *w, enum transport t,
 			s->status = -1;
 		}
 		break;
+	case K_BCAST:
+		for (i = 0; i < nr; i++)
+			if (sh->r[i].count != w->n) {
+				snprintf(s->why, sizeof(s->why),
+				         "%s %d: %" PRIu64 " messages of %" PRIu64,
+				         i ? "reader" : "writer", i,
+				         sh->r[i].count, w->n);
+				s->status = -1;
+				break;
+			}
+		break;
+	case K_LATEST:
+		coord_latest_totals(w, sh, s);
+		break;
+	}
+}
+
+void coord_run_once(const struct workload *w, enum transport t,
+                    struct sample *s)
+{
+	struct chans ch;
+	struct shared *sh;
+	volatile pid_t *pids = coord_pids;
+	int nr = wl_nroles(w, t), go[2], i, r;
+	uint64_t nseen = (w->kind == K_STREAM && w->consumers > 1) ? w->n : 0;
+	uint64_t t0, tend = 0;
+	/* W1w's watcher (the last role) is not part of the stream's time */
+	int nwatch = w->kind == K_STREAM && w->watch != WATCH_NONE;
+	size_t lat_off, shsz = coord_shared_size(w, nseen, &lat_off);
+	double c0, c1;
+
+	memset(s, 0, sizeof(*s));
+	sh = mmap(NULL, shsz, PROT_READ | PROT_WRITE,
+	          MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (sh == MAP_FAILED) {
+		snprintf(s->why, sizeof(s->why), "mmap: %s", strerror(errno));
+		s->status = -1;
+		return;
+	}
+	memset(sh, 0, lat_off); /* the rest is zero, untouched until used */
+	sh->lat_off = lat_off;
+	sh->lat_cap = w->kind == K_LATEST ? coord_lat_cap(w) : 0;
+	g_role.sh = sh;
+	r = chans_open(w, t, &ch, s->why, sizeof(s->why));
+	if (r != 0) {
+		s->status = r > 0 ? 1 : -1;
+		munmap(sh, shsz);
+		return;
+	}
+	if (pipe2(go, O_CLOEXEC) != 0) {
+		snprintf(s->why, sizeof(s->why), "pipe2: %s", strerror(errno));
+		s->status = -1;
+		chans_close(&ch);
+		goto out;
+	}
+	fflush(NULL);
+	c0 = coord_cpu_s();
+	for (i = 0; i < nr; i++)
+		pids[i] = 0;
+	coord_npids = nr;
+	for (i = 0; i < nr; i++) {
+		pid_t p = fork();
+
+		if (p == 0)
+			child_main(w, &ch, i, go[0], go[1]);
+		if (p < 0) {
+			snprintf(s->why, sizeof(s->why), "fork: %s",
+			         strerror(errno));
+			break;
+		}
+		pids[i] = p;
+		sh->pids[i] = p;
+	}
+	chans_close(&ch);
+	close(go[0]);
+	if (i < nr) {
+		nr = i;
+		for (i = 0; i < nr; i++)
+			kill(pids[i], SIGKILL);
+		close(go[1]);
+		coord_reap_all(pids, nr, 10, s->why + strlen(s->why), 1);
+		s->status = -1;
+		goto out;
+	}
+	t0 = now_ns();
+	close(go[1]);
+	r = coord_reap_all(pids, nr,
+	                   opt_quick ? WATCHDOG_QUICK_S : WATCHDOG_S, s->why,
+	                   sizeof(s->why));
+	c1 = coord_cpu_s();
+	if (r != 0) {
+		/* The words of the role that failed first: the others
+		 * usually fail because of it (peer gone). */
+		int first = -1;
+
+		for (i = 0; i < nr; i++)
+			if (sh->r[i].err[0] != '\0' &&
+			    (first < 0 ||
+			     sh->r[i].t_fail_ns < sh->r[first].t_fail_ns))
+				first = i;
+		if (first >= 0) {
+			size_t l = strlen(s->why);
+
+			snprintf(s->why + l, sizeof(s->why) - l, "; first: %s",
+			         sh->r[first].err);
+		}
+		s->status = -1;
+		goto out;
+	}
+	for (i = 0; i < nr; i++) {
+		if (!sh->r[i].ok || sh->r[i].t_end_ns < t0) {
+			snprintf(s->why, sizeof(s->why),
+			         "role %d left no report", i);
+			s->status = -1;
+			goto out;
+		}
+		if (i < nr - nwatch && sh->r[i].t_end_ns > tend)
+			tend = sh->r[i].t_end_ns;
 	}
 	s->elapsed_s = (double)(tend - t0) / 1e9;
 	s->rate = (double)w->n / s->elapsed_s;
+	if (w->gbps)
+		s->rate *= (double)w->size / 1e9;
 	s->cpu_us = (c1 - c0) * 1e6 / (double)w->n;
+	coord_totals(w, t, sh, nr, nwatch, s);
+out:
+	coord_npids = 0;
+	chans_unlink(&ch);
 	munmap(sh, shsz);
 }

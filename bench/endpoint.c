@@ -1,7 +1,8 @@
 /*
  * endpoint.c - one side of one channel, in a role: which handle it is,
  * sending one message and receiving one, the same way over every
- * transport (mproc's queue and pipe, a raw pipe, a POSIX mq).
+ * transport (mproc's queue, pipe and bus, a raw pipe, a POSIX mq; W9's
+ * slot and seqlock have their own loop in latest.c).
  */
 #include <errno.h>
 #include <string.h>
@@ -18,18 +19,25 @@ struct ep ep_of(const struct chans *ch, int i, bool send, int end)
 	e.t = ch->t;
 	e.fd = -1;
 	e.mq = (mqd_t)-1;
+	e.pollfd = -1;
 	switch (ch->t) {
-	case T_QUEUE:
-		e.c = ch->c[i][0];
-		break;
 	case T_MPIPE:
 		e.c = ch->c[i][end];
 		break;
 	case T_PIPE:
 		e.fd = ch->fd[i][send ? 1 : 0];
 		break;
-	default:
+	case T_MQ:
 		e.mq = ch->mq[i];
+		break;
+	case T_SEQLOCK:
+		e.sl = ch->sl;
+		break;
+	case T_SPSC:
+		e.ring = ch->ring;
+		break;
+	default:
+		e.c = ch->c[i][0];
 		break;
 	}
 	return e;
@@ -61,9 +69,7 @@ void ep_send(const struct ep *e, int32_t request, pid_t to,
 	mproc_msg m;
 	int r;
 
-	switch (e->t) {
-	case T_QUEUE:
-	case T_MPIPE:
+	if (t_is_mproc(e->t)) {
 		memset(&m, 0, sizeof(m));
 		m.request = request;
 		m.recipient = to;
@@ -73,12 +79,17 @@ void ep_send(const struct ep *e, int32_t request, pid_t to,
 		if (r != 0)
 			child_fail_mproc("mproc_send_msg", r);
 		return;
-	case T_PIPE:
-	case T_MQ:
-		break;
-	default:
-		child_fail("bad transport");
 	}
+	if (e->t == T_SPSC) {
+		unsigned char *p = spsc_reserve(e->ring, size);
+
+		if (size > 0)
+			memcpy(p, data, size);
+		spsc_commit(e->ring, request, g_role.pid, to, size);
+		return;
+	}
+	if (e->t != T_PIPE && e->t != T_MQ)
+		child_fail("bad transport");
 	if (size > 0 && data != g_role.sbuf + ENV_SIZE)
 		memcpy(g_role.sbuf + ENV_SIZE, data, size);
 	v.request = request;
@@ -140,29 +151,135 @@ static void ep_pipe_recv(const struct ep *e, struct rmsg *m)
 	}
 }
 
+/* One mproc_recv into the role's buffer: 0, or its error. */
+static int ep_mproc_recv(const struct ep *e, struct rmsg *m, int timeout_ms)
+{
+	mproc_msg mm;
+	int r;
+
+	memset(&mm, 0, sizeof(mm));
+	mm.data = g_role.rbuf;
+	mm.capacity = g_role.maxpay;
+	r = mproc_recv(e->c, &mm, e->directed ? mproc_for_me : NULL, NULL,
+	               timeout_ms);
+	if (r != 0)
+		return r;
+	m->request = mm.request;
+	m->sender = mm.sender;
+	m->recipient = mm.recipient;
+	m->size = mm.size;
+	m->data = g_role.rbuf;
+	return 0;
+}
+
+/* T_QZC's borrowed message, until ep_recv_done. */
+static mproc_msg ep_borrowed;
+
+static void ep_borrow(const struct ep *e, struct rmsg *m)
+{
+	int r;
+
+	memset(&ep_borrowed, 0, sizeof(ep_borrowed));
+	r = mproc_recv_borrow(e->c, &ep_borrowed, NULL, NULL, OP_TIMEOUT_MS);
+	if (r != 0)
+		child_fail_mproc("mproc_recv_borrow", r);
+	m->request = ep_borrowed.request;
+	m->sender = ep_borrowed.sender;
+	m->recipient = ep_borrowed.recipient;
+	m->size = ep_borrowed.size;
+	m->data = ep_borrowed.data;
+}
+
+/* The receiver is done with the message ep_recv gave it (checked). */
+void ep_recv_done(const struct ep *e)
+{
+	int r;
+
+	if (e->t == T_QZC) {
+		r = mproc_recv_release(e->c, &ep_borrowed);
+		if (r != 0)
+			child_fail_mproc("mproc_recv_release", r);
+	} else if (e->t == T_SPSC) {
+		spsc_release(e->ring);
+	}
+}
+
+/*
+ * ep_send_begin: where the producer builds a payload of size bytes: in
+ * the channel (T_QZC: a reservation; T_SPSC: the ring), else the role's
+ * frame buffer. ep_send_end sends it.
+ */
+unsigned char *ep_send_begin(const struct ep *e, uint32_t size)
+{
+	void *buf;
+	int r;
+
+	if (e->t == T_QZC) {
+		r = mproc_send_reserve(e->c, size, &buf, OP_TIMEOUT_MS);
+		if (r != 0)
+			child_fail_mproc("mproc_send_reserve", r);
+		return buf;
+	}
+	if (e->t == T_SPSC)
+		return spsc_reserve(e->ring, size);
+	return g_role.sbuf + ENV_SIZE;
+}
+
+void ep_send_end(const struct ep *e, int32_t request, pid_t to,
+                 unsigned char *data, uint32_t size)
+{
+	int r;
+
+	if (e->t == T_QZC) {
+		r = mproc_send_commit(e->c, request, to, size);
+		if (r != 0)
+			child_fail_mproc("mproc_send_commit", r);
+		return;
+	}
+	if (e->t == T_SPSC) {
+		spsc_commit(e->ring, request, g_role.pid, to, size);
+		return;
+	}
+	ep_send(e, request, to, data, size);
+}
+
+/*
+ * ep_try_recv receives with MPROC_NOWAIT (mproc transports only): 0, or
+ * -EAGAIN when there is nothing; any other error fails the role.
+ */
+int ep_try_recv(const struct ep *e, struct rmsg *m)
+{
+	int r;
+
+	if (!t_is_mproc(e->t))
+		child_fail("bad transport");
+	r = ep_mproc_recv(e, m, MPROC_NOWAIT);
+	if (r != 0 && r != -EAGAIN)
+		child_fail_mproc("mproc_recv (MPROC_NOWAIT)", r);
+	return r;
+}
+
 void ep_recv(const struct ep *e, struct rmsg *m)
 {
 	struct envelope v;
-	mproc_msg mm;
 	ssize_t n;
 	int r;
 
-	switch (e->t) {
-	case T_QUEUE:
-	case T_MPIPE:
-		memset(&mm, 0, sizeof(mm));
-		mm.data = g_role.rbuf;
-		mm.capacity = g_role.maxpay;
-		r = mproc_recv(e->c, &mm, e->directed ? mproc_for_me : NULL,
-		               NULL, OP_TIMEOUT_MS);
+	if (e->t == T_QZC) {
+		ep_borrow(e, m);
+		return;
+	}
+	if (e->t == T_SPSC) {
+		spsc_recv(e->ring, m);
+		return;
+	}
+	if (t_is_mproc(e->t)) {
+		r = ep_mproc_recv(e, m, OP_TIMEOUT_MS);
 		if (r != 0)
 			child_fail_mproc("mproc_recv", r);
-		m->request = mm.request;
-		m->sender = mm.sender;
-		m->recipient = mm.recipient;
-		m->size = mm.size;
-		m->data = g_role.rbuf;
 		return;
+	}
+	switch (e->t) {
 	case T_PIPE:
 		ep_pipe_recv(e, m);
 		return;

@@ -65,6 +65,8 @@ void mq_limits_restore(void)
 void mq_limits_on_signal(int sig)
 {
 	mq_limits_restore();
+	coord_kill_on_signal();
+	named_cleanup_on_signal();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }

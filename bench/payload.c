@@ -111,3 +111,57 @@ int payload_verify(const unsigned char *p, uint32_t size, uint64_t *seq,
 	                                                    size - PL_HDR),
 	                                   *seq, *src, size) ? 0 : -1;
 }
+
+/*
+ * W9's values: a payload made by payload_fill, its first body word then
+ * replaced by the writer's CLOCK_MONOTONIC stamp and the check word
+ * computed again over that body, so the stamp is covered too. size is at
+ * least PL_HDR + 8.
+ */
+void payload_set_stamp(unsigned char *p, uint32_t size, uint64_t stamp)
+{
+	uint64_t seq;
+	uint32_t src, check;
+
+	memcpy(&seq, p, 8);
+	memcpy(&src, p + 8, 4);
+	memcpy(p + PL_HDR, &stamp, 8);
+	check = payload_check_word(payload_body_sum(p + PL_HDR, size - PL_HDR),
+	                           seq, src, size);
+	memcpy(p + 12, &check, 4);
+}
+
+uint64_t payload_stamp(const unsigned char *p)
+{
+	uint64_t stamp;
+
+	memcpy(&stamp, p + PL_HDR, 8);
+	return stamp;
+}
+
+/*
+ * W7a's header-only payload: seq, src and a check word over them and the
+ * size; the body is left as it is (written once, not per message).
+ */
+void payload_hdr_fill(unsigned char *p, uint32_t size, uint64_t seq,
+                      uint32_t src)
+{
+	uint32_t check = payload_check_word(K2, seq, src, size);
+
+	memcpy(p, &seq, 8);
+	memcpy(p + 8, &src, 4);
+	memcpy(p + 12, &check, 4);
+}
+
+int payload_hdr_verify(const unsigned char *p, uint32_t size, uint64_t *seq,
+                       uint32_t *src)
+{
+	uint32_t check;
+
+	if (size < PL_HDR)
+		return -1;
+	memcpy(seq, p, 8);
+	memcpy(src, p + 8, 4);
+	memcpy(&check, p + 12, 4);
+	return check == payload_check_word(K2, *seq, *src, size) ? 0 : -1;
+}

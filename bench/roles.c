@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,8 +19,8 @@ static int role_cmp_u64(const void *a, const void *b)
 }
 
 /* Checks a data message: request, size, checksum; returns seq and src. */
-static void role_check_msg(const struct rmsg *m, int32_t request,
-                           uint32_t size, uint64_t *seq, uint32_t *src)
+void role_check_msg(const struct rmsg *m, int32_t request, uint32_t size,
+                    uint64_t *seq, uint32_t *src)
 {
 	if (m->request != request)
 		child_fail("request %d (%s), expected %d (%s)", m->request,
@@ -31,8 +32,21 @@ static void role_check_msg(const struct rmsg *m, int32_t request,
 		child_fail("checksum mismatch (seq field %" PRIu64 ")", *seq);
 }
 
-static void role_check_sender(const struct rmsg *m, uint32_t src,
-                              uint32_t nsrc, uint32_t base)
+/* W7a: the request, the size and the header only. */
+static void role_check_hdr(const struct rmsg *m, uint32_t size, uint64_t *seq,
+                           uint32_t *src)
+{
+	if (m->request != MPROC_DO)
+		child_fail("request %d, expected DO", m->request);
+	if (m->size != size)
+		child_fail("payload of %u bytes, expected %u", m->size, size);
+	if (payload_hdr_verify(m->data, m->size, seq, src) != 0)
+		child_fail("header check mismatch (seq field %" PRIu64 ")",
+		           *seq);
+}
+
+void role_check_sender(const struct rmsg *m, uint32_t src, uint32_t nsrc,
+                       uint32_t base)
 {
 	if (src < base || src >= base + nsrc)
 		child_fail("source index %u out of range", src);
@@ -45,12 +59,20 @@ void role_producer(const struct workload *w, const struct ep *out)
 {
 	uint32_t P = (uint32_t)w->producers, idx = (uint32_t)g_role.role;
 	uint64_t per = w->n / P, k;
-	unsigned char *pl = g_role.sbuf + ENV_SIZE;
+	unsigned char *pl;
 	int c;
 
+	/* W7a: the body written once (the copy paths send the same buffer;
+	 * the channel's own memory keeps what it had), the header each time */
+	if (w->handoff)
+		payload_fill(g_role.sbuf + ENV_SIZE, w->size, 0, idx);
 	for (k = 0; k < per; k++) {
-		payload_fill(pl, w->size, k * P + idx, idx);
-		ep_send(out, MPROC_DO, MPROC_ANYONE, pl, w->size);
+		pl = ep_send_begin(out, w->size);
+		if (w->handoff)
+			payload_hdr_fill(pl, w->size, k * P + idx, idx);
+		else
+			payload_fill(pl, w->size, k * P + idx, idx);
+		ep_send_end(out, MPROC_DO, MPROC_ANYONE, pl, w->size);
 	}
 	g_role.rep->count = per;
 	/* The last producer to finish sends one DIE per consumer: every
@@ -64,6 +86,36 @@ void role_producer(const struct workload *w, const struct ep *out)
 }
 
 /*
+ * role_poll_recv (W1p) is mproc_fd's recipe: receive with MPROC_NOWAIT
+ * until -EAGAIN, then poll() the descriptor, and again. Counts the polls
+ * that returned (each a wake-up of the poller).
+ */
+static void role_poll_recv(const struct ep *in, struct rmsg *m,
+                           uint64_t *wakeups)
+{
+	struct pollfd p;
+	int r;
+
+	while (ep_try_recv(in, m) == -EAGAIN) {
+		p.fd = in->pollfd;
+		p.events = POLLIN;
+		p.revents = 0;
+		r = poll(&p, 1, OP_TIMEOUT_MS);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			child_fail("poll: %s", strerror(errno));
+		if (r == 0)
+			child_fail("poll: not readable for %d ms with a message "
+			           "due: a lost wake-up",
+			           OP_TIMEOUT_MS);
+		if (p.revents & (POLLERR | POLLNVAL))
+			child_fail("poll: revents 0x%x", p.revents);
+		(*wakeups)++;
+	}
+}
+
+/*
  * role_consumer takes and checks the stream. In W1w it also times every
  * receive with one clock read after each return: the gap since the
  * previous return is the receive plus the previous message's check (tens
@@ -73,7 +125,7 @@ void role_consumer(const struct workload *w, const struct ep *in)
 {
 	uint32_t P = (uint32_t)w->producers;
 	bool single = w->consumers == 1, timed = w->watched;
-	uint64_t last[MAX_WORKERS], count = 0, seq;
+	uint64_t last[MAX_WORKERS], count = 0, seq, wakeups = 0;
 	uint64_t t_last = timed ? now_ns() : 0, t, gap_max = 0;
 	uint32_t src, i;
 	struct rmsg m;
@@ -83,7 +135,10 @@ void role_consumer(const struct workload *w, const struct ep *in)
 	for (;;) {
 		if (single && count == w->n)
 			break;
-		ep_recv(in, &m);
+		if (in->pollfd >= 0)
+			role_poll_recv(in, &m, &wakeups);
+		else
+			ep_recv(in, &m);
 		if (timed) {
 			t = now_ns();
 			if (t - t_last > gap_max)
@@ -93,9 +148,13 @@ void role_consumer(const struct workload *w, const struct ep *in)
 		if (m.request == MPROC_DIE) {
 			if (single)
 				child_fail("DIE with a single consumer");
+			ep_recv_done(in);
 			break;
 		}
-		role_check_msg(&m, MPROC_DO, w->size, &seq, &src);
+		if (w->handoff)
+			role_check_hdr(&m, w->size, &seq, &src);
+		else
+			role_check_msg(&m, MPROC_DO, w->size, &seq, &src);
 		role_check_sender(&m, src, P, 0);
 		if (m.recipient != MPROC_ANYONE)
 			child_fail("recipient %d, expected anyone",
@@ -119,9 +178,11 @@ void role_consumer(const struct workload *w, const struct ep *in)
 		last[src] = seq;
 		if (!single)
 			g_role.sh->seen[seq] = 1;
+		ep_recv_done(in);
 		count++;
 	}
 	g_role.rep->count = count;
+	g_role.rep->wakeups = wakeups;
 	if (timed) {
 		g_role.rep->max_recv_ns = gap_max;
 		__atomic_add_fetch(&g_role.sh->consumers_done, 1,
@@ -435,4 +496,38 @@ void role_pool(const struct workload *w, mproc_pool *pool)
 	g_role.rep->count = got;
 	free(ids);
 	free(seen);
+}
+
+/*
+ * role_memcpy ("2 x memcpy", W7): one process, no channel: each message
+ * built as the producer builds it, copied twice (into a middle buffer, as
+ * a copy path copies into the channel, then out of it) and checked as the
+ * consumer checks it. The limit of a path that copies in and out.
+ */
+void role_memcpy(const struct workload *w)
+{
+	unsigned char *src = g_role.sbuf + ENV_SIZE, *mid = g_role.pbuf;
+	unsigned char *dst = g_role.rbuf;
+	uint64_t k, seq;
+	uint32_t idx;
+
+	if (w->handoff)
+		payload_fill(src, w->size, 0, 0);
+	for (k = 0; k < w->n; k++) {
+		if (w->handoff)
+			payload_hdr_fill(src, w->size, k, 0);
+		else
+			payload_fill(src, w->size, k, 0);
+		memcpy(mid, src, w->size);
+		/* the copies must not be merged or dropped */
+		__asm__ __volatile__("" : : "r"(mid) : "memory");
+		memcpy(dst, mid, w->size);
+		__asm__ __volatile__("" : : "r"(dst) : "memory");
+		if ((w->handoff ? payload_hdr_verify(dst, w->size, &seq, &idx)
+		                : payload_verify(dst, w->size, &seq, &idx)) !=
+		            0 ||
+		    seq != k || idx != 0)
+			child_fail("2 x memcpy: message %" PRIu64 " wrong", k);
+	}
+	g_role.rep->count = w->n;
 }

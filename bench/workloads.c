@@ -1,5 +1,5 @@
 /*
- * workloads.c - which workloads exist (W1..W6d, as --only and the other
+ * workloads.c - which workloads exist (W1..W6d, W8, W9, as --only and the other
  * options select and shape them) and what a run of one needs: how many
  * roles, how many channels, the largest payload.
  */
@@ -17,7 +17,8 @@ static bool wl_selected(const char *id)
 	snprintf(buf, sizeof(buf), "%s", opt_only);
 	for (tok = strtok_r(buf, ", ", &save); tok != NULL;
 	     tok = strtok_r(NULL, ", ", &save))
-		if (strcasecmp(tok, id) == 0)
+		if (strcasecmp(tok, id) == 0 ||
+		    (strcasecmp(tok, "W7") == 0 && strncmp(id, "W7", 2) == 0))
 			return true;
 	return false;
 }
@@ -52,12 +53,27 @@ static int wl_add(struct workload *ws, int n, const char *id,
 		w->has[T_MPIPE] = w->has[T_PIPE] = true;
 		w->nmq = 2;
 		break;
-	default:
+	case K_POOL:
 		w->unit = "tasks/s";
 		w->has[T_PIPE] = true;
 		w->nmq = 2;
 		break;
+	case K_BCAST:
+		w->unit = "msgs/s";
+		w->readers = w->consumers = opt_workers;
+		w->has[T_QUEUE] = false;
+		w->has[T_BUS] = w->has[T_PIPE] = true;
+		w->nmq = w->readers;
+		break;
+	case K_LATEST:
+		w->unit = "updates/s";
+		w->readers = w->consumers = opt_workers;
+		w->has[T_QUEUE] = w->has[T_MQ] = false;
+		w->has[T_SLOT] = w->has[T_SEQLOCK] = true;
+		break;
 	}
+	/* --named: the queue's workloads get the named queue beside it. */
+	w->has[T_NQUEUE] = opt_named && w->has[T_QUEUE];
 	return n + 1;
 }
 
@@ -93,6 +109,27 @@ int wl_build(struct workload ws[MAX_WORKLOADS])
 		if (nw > 0 && strcmp(ws[nw - 1].id, "W1") == 0 &&
 		    ws[nw - 1].size == sizes[i]) {
 			ws[nw - 1].has[T_MPIPE] = ws[nw - 1].has[T_PIPE] = true;
+			ws[nw - 1].has[T_QZC] = ws[nw - 1].has[T_SPSC] = true;
+		}
+	}
+	/* W7: 1 MiB, the hand-off alone (W7a), every byte (W7b). */
+	for (i = 0; i < 2; i++) {
+		nw = wl_add(ws, nw, i ? "W7b" : "W7a",
+		            i ? "1 MiB stream, every byte written and read"
+		              : "1 MiB stream, the hand-off alone",
+		            K_STREAM, MAX_SIZE,
+		            opt_quick ? 50 : i ? 1000 : 4000);
+		if (nw > 0 && strncmp(ws[nw - 1].id, "W7", 2) == 0 &&
+		    ws[nw - 1].id[2] == (i ? 'b' : 'a')) {
+			struct workload *w = &ws[nw - 1];
+
+			w->handoff = i == 0;
+			w->gbps = true;
+			w->unit = "GB/s";
+			w->has[T_MQ] = false;
+			w->nmq = 0;
+			w->has[T_QZC] = w->has[T_PIPE] = true;
+			w->has[T_SPSC] = w->has[T_MEMCPY] = true;
 		}
 	}
 	/* W1w: W1's 64 B queue stream (the same count), and a watcher. */
@@ -101,6 +138,14 @@ int wl_build(struct workload ws[MAX_WORKLOADS])
 	if (nw > 0 && strcmp(ws[nw - 1].id, "W1w") == 0) {
 		ws[nw - 1].watched = true;
 		ws[nw - 1].has[T_MQ] = false;
+		ws[nw - 1].nmq = 0;
+	}
+	/* W1p: the same stream, plain and with the consumer in poll(). */
+	nw = wl_add(ws, nw, "W1p", "stream 1:1, consumer in poll()",
+	            K_STREAM, sizes[0], wl_w1_count(sizes[0]));
+	if (nw > 0 && strcmp(ws[nw - 1].id, "W1p") == 0) {
+		ws[nw - 1].has[T_QPOLL] = true;
+		ws[nw - 1].has[T_MQ] = ws[nw - 1].has[T_NQUEUE] = false;
 		ws[nw - 1].nmq = 0;
 	}
 	{
@@ -136,6 +181,15 @@ int wl_build(struct workload ws[MAX_WORKLOADS])
 			ws[nw - 1].directed = true;
 			ws[nw - 1].nmq = 1 + W;
 		}
+		snprintf(title, sizeof(title), "bus broadcast 1:%d", W);
+		nw = wl_add(ws, nw, "W8", title, K_BCAST, s,
+		            opt_quick ? 20000 : 500000);
+		snprintf(title, sizeof(title),
+		         "latest value, 1 writer, %d reader%s polling", W,
+		         W == 1 ? "" : "s");
+		nw = wl_add(ws, nw, "W9", title, K_LATEST,
+		            s < PL_HDR + 8 ? PL_HDR + 8 : s,
+		            opt_quick ? 20000 : 1000000);
 	}
 	/* Streams: the count a multiple of the producers. */
 	for (i = 0; i < nw; i++) {
@@ -151,8 +205,9 @@ int wl_build(struct workload ws[MAX_WORKLOADS])
 int wl_check_only(const char *list)
 {
 	char buf[sizeof(opt_only)], *tok, *save = NULL;
-	static const char *const known[] = { "W1", "W1w", "W2", "W3", "W4",
-		                             "W5", "W6", "W6d" };
+	static const char *const known[] = { "W1", "W1w", "W1p", "W2", "W3",
+		                             "W4", "W5", "W6", "W6d", "W7",
+		                             "W7a", "W7b", "W8", "W9" };
 	int i, nk = (int)(sizeof(known) / sizeof(known[0]));
 
 	snprintf(buf, sizeof(buf), "%s", list);
@@ -163,7 +218,8 @@ int wl_check_only(const char *list)
 		if (i == nk) {
 			fprintf(stderr,
 			        "mproc-bench: unknown workload %s "
-			        "(W1, W1w, W2..W6, W6d)\n",
+			        "(W1, W1w, W1p, W2..W6, W6d, W7, W7a, W7b, "
+			        "W8, W9)\n",
 			        tok);
 			return -1;
 		}
@@ -173,7 +229,7 @@ int wl_check_only(const char *list)
 
 int wl_nroles(const struct workload *w, enum transport t)
 {
-	if (t == T_POOL)
+	if (t == T_POOL || t == T_MEMCPY)
 		return 1; /* the pool forks its own workers */
 	switch (w->kind) {
 	case K_STREAM:
@@ -182,8 +238,10 @@ int wl_nroles(const struct workload *w, enum transport t)
 		       (w->watch != WATCH_NONE ? 1 : 0);
 	case K_PINGPONG:
 		return 2;
-	default:
+	case K_POOL:
 		return 1 + w->workers;
+	default:
+		return 1 + w->readers; /* the writer first */
 	}
 }
 
@@ -195,18 +253,23 @@ uint32_t wl_maxpay(const struct workload *w)
 /* How many channels a run of w over t uses. */
 int wl_nchans(const struct workload *w, enum transport t)
 {
-	if (t == T_POOL)
+	if (t == T_POOL || t == T_MEMCPY)
 		return 0;
 	switch (w->kind) {
 	case K_STREAM:
 		return 1;
 	case K_PINGPONG:
 		return t == T_MPIPE ? 1 : 2;
-	default:
+	case K_POOL:
 		/* channel 0: results; then one task channel, or one per
 		 * worker where the transport cannot select by recipient */
 		if (t == T_PIPE || (t == T_MQ && w->directed))
 			return 1 + w->workers;
 		return 2;
+	case K_BCAST:
+		/* the bus, or a pipe or an mq per reader */
+		return t == T_BUS ? 1 : w->readers;
+	default:
+		return 1;
 	}
 }

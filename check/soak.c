@@ -248,7 +248,7 @@ int main(int argc, char **argv)
 {
 	const char *env = getenv("MPROC_STRESS_SECONDS");
 	int seconds = argc > 1 ? atoi(argv[1]) : env ? atoi(env) : 5;
-	mproc_queue_opts qo = { 64 << 10, 0, sizeof(struct body), 0 };
+	mproc_queue_opts qo = { 64 << 10, 0, sizeof(struct body), 0, 0 };
 	mproc_pool_opts po = { .workers = 3, .max_payload = 1024,
 	                       .max_restarts = 1000000, .max_attempts = 5 };
 	unsigned seed = (unsigned)getpid();

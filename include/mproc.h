@@ -290,6 +290,73 @@ int mproc_send_msg(mproc_conn *c, const mproc_msg *m, int timeout_ms);
 int mproc_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
                int timeout_ms);
 
+/* ------------------------------------------------------------------ */
+/* Zero-copy: build the payload in the channel, read it where it lies  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * mproc_send_reserve waits up to timeout_ms for room for size bytes (at
+ * most the channel's max_payload: -EMSGSIZE over it) and sets *buf to
+ * contiguous shared memory to fill, lent to the caller until
+ * mproc_send_commit or mproc_send_cancel. On a queue other senders wait
+ * while a reservation is open (it holds the send lock: commit or cancel
+ * from the thread that reserved, and soon); on a slot other writers go
+ * on, into the other buffers. On a queue the record
+ * must fit without crossing the ring's end, so a size whose record is
+ * over half the ring's capacity is -EMSGSIZE there.
+ * Returns 0, -EAGAIN (no room, MPROC_NOWAIT), -ETIMEDOUT, -EMSGSIZE,
+ * -EBUSY (this handle has a reservation open), -ESHUTDOWN, -EPROTO, or
+ * -EINVAL (NULL, bad timeout, a pipe or a bus).
+ * Ownership: *buf points into the channel's mapping; write at most size
+ * bytes there and nothing after commit or cancel.
+ * Crash: a process killed holding a reservation drops it; other senders
+ * go on, nothing partial is delivered.
+ * Fork: a reservation belongs to the process (and thread) that made it.
+ */
+int mproc_send_reserve(mproc_conn *c, size_t size, void **buf, int timeout_ms);
+
+/*
+ * mproc_send_commit publishes the first size bytes of the open
+ * reservation (size not above it) as one message with request and
+ * recipient (checked as for mproc_send), sender getpid(). Never blocks.
+ * Returns 0, or -EINVAL (no reservation open on this handle, a bad request
+ * code or recipient, size above the reservation: the reservation stays
+ * open) or -EPROTO.
+ */
+int mproc_send_commit(mproc_conn *c, int32_t request, pid_t recipient,
+                      size_t size);
+
+/* mproc_send_cancel drops the open reservation: nothing is sent. Returns
+ * 0 or -EINVAL (none open). */
+int mproc_send_cancel(mproc_conn *c);
+
+/*
+ * mproc_recv_borrow is mproc_recv without the copy: it takes the oldest
+ * message match accepts, sets m's fields, and points m->data at the
+ * payload where it lies in shared memory (m->capacity is ignored), lent
+ * until mproc_recv_release. On a queue the message is hidden from other
+ * receivers meanwhile. On a slot the value's buffer is pinned and never
+ * overwritten while borrowed; other readers still read it, and writers
+ * are not held up. On a queue, a message sent by copy whose payload crosses the
+ * ring's end is copied once into the handle's own buffer instead (the
+ * same lending rules); reserved messages never cross it.
+ * Returns 0, -EAGAIN, -ETIMEDOUT, -EBUSY (this handle has a borrow open),
+ * -ESHUTDOWN, -EPROTO, -EDEADLK or -EINVAL (a pipe or a bus).
+ * Crash: a process killed holding a borrow has the message delivered
+ * again, whole (at-least-once), as for a taker killed mid-copy.
+ */
+int mproc_recv_borrow(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                      void *arg, int timeout_ms);
+
+/*
+ * mproc_recv_release ends the borrow m came from and finishes the message
+ * as a receive would (it counts for join; on a MANUAL_DONE queue it is
+ * taken, and mproc_task_done finishes it). m->data must not be used after.
+ * Returns 0, -EINVAL (no borrow open on this handle, or m is not it) or
+ * -EPROTO.
+ */
+int mproc_recv_release(mproc_conn *c, mproc_msg *m);
+
 /*
  * mproc_for_me is a ready-made match: the message's recipient is the
  * calling process (getpid()) or MPROC_ANYONE. arg is ignored.

@@ -123,6 +123,48 @@ int mproc_send(mproc_conn *c, int32_t request, pid_t recipient,
 	return c->tr->send(c, &m, MPROC_FOREVER);
 }
 
+int mproc_send_reserve(mproc_conn *c, size_t size, void **buf, int timeout_ms)
+{
+	if (c == NULL || buf == NULL || !mproc__timeout_ok(timeout_ms) ||
+	    c->tr->reserve == NULL)
+		return -EINVAL;
+	if (size > UINT32_MAX)
+		return -EMSGSIZE;
+	return c->tr->reserve(c, size, buf, timeout_ms);
+}
+
+int mproc_send_commit(mproc_conn *c, int32_t request, pid_t recipient,
+                      size_t size)
+{
+	if (c == NULL || c->tr->commit == NULL ||
+	    !api_msg_ok(request, recipient) || size > UINT32_MAX)
+		return -EINVAL;
+	return c->tr->commit(c, request, recipient, size);
+}
+
+int mproc_send_cancel(mproc_conn *c)
+{
+	if (c == NULL || c->tr->cancel == NULL)
+		return -EINVAL;
+	return c->tr->cancel(c);
+}
+
+int mproc_recv_borrow(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                      void *arg, int timeout_ms)
+{
+	if (c == NULL || m == NULL || !mproc__timeout_ok(timeout_ms) ||
+	    c->tr->borrow == NULL)
+		return -EINVAL;
+	return c->tr->borrow(c, m, match, arg, timeout_ms);
+}
+
+int mproc_recv_release(mproc_conn *c, mproc_msg *m)
+{
+	if (c == NULL || m == NULL || c->tr->release == NULL)
+		return -EINVAL;
+	return c->tr->release(c, m);
+}
+
 int mproc_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match, void *arg,
                int timeout_ms)
 {

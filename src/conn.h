@@ -31,6 +31,23 @@ struct mproc__transport {
 	void (*close)(mproc_conn *c);
 	/* fd returns a pollable descriptor, or -EINVAL if it has none. */
 	int (*fd)(mproc_conn *c);
+	/* Zero-copy (NULL: the kind has none, and the calls are -EINVAL).
+	 * reserve waits up to timeout_ms for room for size bytes and lends
+	 * *buf, contiguous shared memory, until commit or cancel (size is at
+	 * most the kind's max_payload: checked by the kind). commit publishes
+	 * the first size bytes (not above the reservation) as one message
+	 * with request and recipient (already checked); cancel drops it.
+	 * borrow is recv without the copy: m->data points at the payload
+	 * where it lies, lent until release, which finishes it as a receive
+	 * would. One reservation and one borrow at a time per handle:
+	 * -EBUSY for a second; commit, cancel, release without one: -EINVAL. */
+	int (*reserve)(mproc_conn *c, size_t size, void **buf, int timeout_ms);
+	int (*commit)(mproc_conn *c, int32_t request, pid_t recipient,
+	              size_t size);
+	int (*cancel)(mproc_conn *c);
+	int (*borrow)(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+	              void *arg, int timeout_ms);
+	int (*release)(mproc_conn *c, mproc_msg *m);
 };
 
 struct mproc_conn {

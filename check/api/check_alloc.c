@@ -134,7 +134,7 @@ END_TEST
 /* The queue's memory is its mapping: capacity plus a fixed header. */
 START_TEST(test_alloc_queue_footprint)
 {
-	mproc_queue_opts o = { 1 << 16, 0, 1024, 0 };
+	mproc_queue_opts o = { 1 << 16, 0, 1024, 0, 0 };
 	mproc_conn *q;
 	mproc_stats st;
 

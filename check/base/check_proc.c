@@ -222,7 +222,7 @@ START_TEST(test_proc_purge_without_descriptors)
 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		mproc_queue_opts o = { 1u << 16, 0, 64, 0 };
+		mproc_queue_opts o = { 1u << 16, 0, 64, 0, 0 };
 		pid_t zombie = proc_child_zombie();
 		int fds[PROC_NOFILE], n, rc;
 		mproc_conn *q;

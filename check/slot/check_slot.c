@@ -3,7 +3,9 @@
  * each handle has seen (fork included), screening, sizes, large values
  * under concurrent writers and readers (never torn, never overwritten
  * under a reader), killed writers and readers, events seen once by every
- * listener, named slots attached from an exec'd program, the descriptor.
+ * listener, named slots attached from an exec'd program, the descriptor;
+ * zero-copy (reserve, commit, cancel, borrow, release): its rules, a
+ * borrow held under a busy writer, mixed with copies, killed holders.
  */
 #include <poll.h>
 #include <signal.h>
@@ -359,6 +361,246 @@ START_TEST(test_slot_pinned_value_not_overwritten)
 }
 END_TEST
 
+
+/* Zero-copy: the rules of reserve, commit, cancel, borrow, release. */
+static int reserve_in_pred(const mproc_msg *m, void *arg)
+{
+	mproc_conn *s = *(mproc_conn **)arg;
+	void *b;
+	mproc_msg x = { 0 };
+
+	(void)m;
+	*(int *)((mproc_conn **)arg + 1) =
+	        mproc_send_reserve(s, 1, &b, MPROC_NOWAIT) == -EDEADLK &&
+	        mproc_send_commit(s, MPROC_USER, 0, 0) == -EDEADLK &&
+	        mproc_recv_borrow(s, &x, NULL, NULL, MPROC_NOWAIT) == -EDEADLK &&
+	        mproc_recv_release(s, &x) == -EDEADLK;
+	return 1;
+}
+
+START_TEST(test_slot_zc_rules)
+{
+	mproc_conn *s = slot_new(64), *a = NULL, *b = NULL;
+	char out[64];
+	mproc_msg m = { 0 }, m2 = { 0 };
+	mproc_msg r = { .data = out, .capacity = sizeof(out) };
+	void *buf = NULL, *buf2 = NULL;
+
+	/* Nothing open: commit, cancel, release are -EINVAL. */
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, 0, 0), -EINVAL);
+	ck_assert_int_eq(mproc_send_cancel(s), -EINVAL);
+	m.data = out;
+	ck_assert_int_eq(mproc_recv_release(s, &m), -EINVAL);
+	ck_assert_int_eq(mproc_send_reserve(s, 65, &buf, MPROC_NOWAIT), -EMSGSIZE);
+	ck_assert_ptr_null(buf);
+
+	/* One reservation; commit publishes its first size bytes, shrunk. */
+	ck_assert_int_eq(mproc_send_reserve(s, 64, &buf, MPROC_NOWAIT), 0);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(mproc_send_reserve(s, 8, &buf2, MPROC_NOWAIT), -EBUSY);
+	ck_assert_ptr_null(buf2);
+	memset(buf, 'r', 64);
+	memcpy(buf, "zero-copy", 9);
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, 0, 65), -EINVAL);
+	ck_assert_int_eq(mproc_send_commit(s, 7, 0, 9), -EINVAL);
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, -1, 9), -EINVAL);
+	ck_assert_int_eq(sstats(s).version, 0); /* the reservation stayed */
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER + 1, 77, 9), 0);
+	ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, 0, 9), -EINVAL);
+	ck_assert_int_eq(sstats(s).version, 1);
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(r.size, 9);
+	ck_assert_int_eq(r.request, MPROC_USER + 1);
+	ck_assert_int_eq(r.recipient, 77);
+	ck_assert_int_eq(r.sender, getpid());
+	ck_assert_mem_eq(out, "zero-copy", 9);
+
+	/* Cancel publishes nothing and frees the buffer (more rounds than
+	 * buffers, never waiting). */
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(mproc_send_reserve(s, 8, &buf, MPROC_NOWAIT), 0);
+		memset(buf, 'c', 8);
+		ck_assert_int_eq(mproc_send_cancel(s), 0);
+		ck_assert_int_eq(mproc_send_cancel(s), -EINVAL);
+	}
+	ck_assert_int_eq(sstats(s).version, 1);
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), -EAGAIN);
+
+	/* One borrow; it returns what a receive would, and counts as seen. */
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "borrowed", 8), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(m.size, 8);
+	ck_assert_int_eq(m.request, MPROC_USER);
+	ck_assert_int_eq(m.sender, getpid());
+	ck_assert_ptr_ne(m.data, out);
+	ck_assert_mem_eq(m.data, "borrowed", 8);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m2, NULL, NULL, MPROC_NOWAIT),
+	                 -EBUSY);
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "newer", 5), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m2, NULL, NULL, MPROC_NOWAIT),
+	                 -EBUSY);
+	/* A copying receive on the same handle goes on meanwhile. */
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_mem_eq(out, "newer", 5);
+	ck_assert_mem_eq(m.data, "borrowed", 8);
+	m2.data = out;
+	ck_assert_int_eq(mproc_recv_release(s, &m2), -EINVAL);
+	ck_assert_int_eq(mproc_recv_release(s, &m), 0);
+	ck_assert_int_eq(mproc_recv_release(s, &m), -EINVAL);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT),
+	                 -EAGAIN);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, 20), -ETIMEDOUT);
+
+	/* A value match rejects counts as seen and lends nothing. */
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "x", 1), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, reject_all, NULL, 20),
+	                 -ETIMEDOUT);
+	ck_assert_int_eq(mproc_recv_release(s, &m), -EINVAL);
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), -EAGAIN);
+
+	/* A predicate calling back: -EDEADLK for the zero-copy calls too. */
+	{
+		struct { mproc_conn *s; int ok; } cb = { s, 0 };
+
+		ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "y", 1), 0);
+		ck_assert_int_eq(mproc_recv(s, &r, reserve_in_pred, &cb,
+		                            MPROC_NOWAIT), 0);
+		ck_assert_int_eq(cb.ok, 1);
+	}
+
+	/* A forked copy of the handle holds neither its parent's
+	 * reservation nor its borrow, and may make its own. */
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "z", 1), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(mproc_send_reserve(s, 4, &buf, MPROC_NOWAIT), 0);
+	{
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			mproc_msg c = { 0 };
+			void *cb;
+
+			child_assert(mproc_send_commit(s, MPROC_USER, 0, 1) == -EINVAL);
+			child_assert(mproc_send_cancel(s) == -EINVAL);
+			child_assert(mproc_recv_release(s, &m) == -EINVAL);
+			child_assert(mproc_send_reserve(s, 4, &cb, MPROC_NOWAIT) == 0);
+			child_assert(cb != buf);
+			memcpy(cb, "kid", 3);
+			child_assert(mproc_send_commit(s, MPROC_USER, 0, 3) == 0);
+			child_assert(mproc_recv_borrow(s, &c, NULL, NULL, T) == 0);
+			child_assert(c.size == 3 && memcmp(c.data, "kid", 3) == 0);
+			child_assert(mproc_recv_release(s, &c) == 0);
+			mproc_close(s);
+			_exit(0);
+		}
+		check_reap_ok(pid, T);
+	}
+	ck_assert_int_eq(mproc_send_cancel(s), 0);
+	ck_assert_int_eq(mproc_recv_release(s, &m), 0);
+	ck_assert_int_eq(mproc_recv(s, &r, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_mem_eq(out, "kid", 3);
+
+	/* Close drops what is open. */
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, "c", 1), 0);
+	ck_assert_int_eq(mproc_send_reserve(s, 4, &buf, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(mproc_close(s), 0);
+	ck_assert_int_eq(mproc_send_reserve(s, 4, &buf, MPROC_NOWAIT), -EINVAL);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT),
+	                 -EINVAL);
+
+	/* Not on a pipe. */
+	ck_assert_int_eq(mproc_pipe_open(&a, &b), 0);
+	ck_assert_int_eq(mproc_send_reserve(a, 4, &buf, MPROC_NOWAIT), -EINVAL);
+	ck_assert_int_eq(mproc_recv_borrow(b, &m, NULL, NULL, MPROC_NOWAIT),
+	                 -EINVAL);
+	mproc_close(a);
+	mproc_close(b);
+}
+END_TEST
+
+/* Self-checking values of n 8-byte words: word i is tag ^ i * K. */
+static void zc_fill(uint64_t *p, size_t n, uint64_t tag)
+{
+	p[0] = tag;
+	for (size_t i = 1; i < n; i++)
+		p[i] = tag ^ (i * 0x9e3779b97f4a7c15ull);
+}
+
+static int zc_ok(const uint64_t *p, size_t n, uint64_t *tag)
+{
+	*tag = p[0];
+	for (size_t i = 1; i < n; i++)
+		if (p[i] != (*tag ^ (i * 0x9e3779b97f4a7c15ull)))
+			return 0;
+	return 1;
+}
+
+/* A borrowed 1 MiB value stays unchanged while a writer publishes many
+ * more (copying and zero-copy), never waiting. */
+#define MIB (1u << 20)
+
+START_TEST(test_slot_borrow_held_while_writing)
+{
+	mproc_conn *s = slot_new(MIB);
+	uint64_t *p = malloc(MIB), tag;
+	mproc_msg m = { 0 };
+	long long end;
+	pid_t pid, r;
+	int st = 0, checks = 0;
+
+	ck_assert_ptr_nonnull(p);
+	zc_fill(p, MIB / 8, 1);
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, p, MIB), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(m.size, MIB);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		mproc_msg w = { .request = MPROC_USER, .data = p, .size = MIB };
+
+		for (uint64_t seq = 2; seq <= 41; seq++) {
+			void *b;
+
+			if (seq % 2) {
+				zc_fill(p, MIB / 8, seq);
+				child_assert(mproc_send_msg(s, &w, MPROC_NOWAIT) == 0);
+			} else {
+				child_assert(mproc_send_reserve(s, MIB, &b,
+				                                MPROC_NOWAIT) == 0);
+				zc_fill(b, MIB / 8, seq);
+				child_assert(mproc_send_commit(s, MPROC_USER, 0,
+				                               MIB) == 0);
+			}
+		}
+		mproc_close(s);
+		_exit(0);
+	}
+	/* Check the borrowed bytes while the writer runs, and after. */
+	end = check_now_ms() + T;
+	do {
+		r = waitpid(pid, &st, WNOHANG);
+		expect_msg(zc_ok(m.data, MIB / 8, &tag) && tag == 1,
+		           "borrowed value changed (tag %llu)",
+		           (unsigned long long)tag);
+		checks++;
+	} while (r == 0 && check_now_ms() < end);
+	if (r == 0)
+		st = check_wait_child(pid, 0); /* too slow: killed, fails */
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	              "writer status 0x%x after %d checks", st, checks);
+	ck_assert_int_eq(sstats(s).version, 41);
+	ck_assert_int_eq(mproc_recv_release(s, &m), 0);
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert(zc_ok(m.data, MIB / 8, &tag));
+	ck_assert_int_eq(tag, 41);
+	ck_assert_int_eq(mproc_recv_release(s, &m), 0);
+	free(p);
+	mproc_close(s);
+}
+END_TEST
+
 static void reap_killed(pid_t pid)
 {
 	int st = check_wait_child(pid, T);
@@ -405,6 +647,199 @@ START_TEST(test_slot_killed_writers)
 	memset(buf, 0, sizeof(buf));
 	ck_assert_int_eq(mproc_recv(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
 	ck_assert(buf[0] == 'n' && buf[4095] == 'n');
+	mproc_close(s);
+}
+END_TEST
+
+
+/* Writers killed holding a reservation (half filled, or in the commit
+ * before the publish), more of them than buffers: the previous value
+ * stays whole, their buffers are taken back, nobody waits. */
+START_TEST(test_slot_killed_reservation_holders)
+{
+	mproc_conn *s = slot_new(4096);
+	char buf[4096];
+	mproc_msg m = { .data = buf, .capacity = sizeof(buf) };
+	void *b;
+
+	memset(buf, 'k', sizeof(buf));
+	ck_assert_int_eq(mproc_send(s, MPROC_USER, 0, buf, sizeof(buf)), 0);
+	for (int i = 0; i < 12; i++) {
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			void *zb;
+
+			/* NOWAIT: a dead holder's claim must count as free. */
+			if (mproc_send_reserve(s, 4096, &zb, MPROC_NOWAIT) != 0)
+				_exit(2);
+			memset(zb, 'z', 2048);
+			if (i % 2) {
+				memset(zb, 'z', 4096);
+				mproc__crash_point = MPROC__CRASH_SEND_COMMIT;
+				mproc__crash_countdown = 1;
+				mproc_send_commit(s, MPROC_USER, 0, 4096);
+			}
+			kill(getpid(), SIGKILL);
+			_exit(3);
+		}
+		reap_killed(pid);
+		memset(buf, 0, sizeof(buf));
+		ck_assert_int_eq(mproc_recv(s, &m, NULL, NULL, MPROC_NOWAIT),
+		                 i == 0 ? 0 : -EAGAIN);
+		if (i == 0)
+			ck_assert(buf[0] == 'k' && buf[4095] == 'k');
+	}
+	ck_assert_int_eq(sstats(s).version, 1);
+	ck_assert_uint_gt(sstats(s).recoveries, 0);
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(mproc_send_reserve(s, 4096, &b, MPROC_NOWAIT), 0);
+		memset(b, 'a' + i, 4096);
+		ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, 0, 4096), 0);
+	}
+	memset(buf, 0, sizeof(buf));
+	ck_assert_int_eq(mproc_recv(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert(buf[0] == 'a' + 19 && buf[4095] == 'a' + 19);
+	mproc_close(s);
+}
+END_TEST
+
+/* Readers killed holding a borrow, each of another version (more of
+ * them than buffers): their pins count as free, no writer waits. */
+START_TEST(test_slot_killed_borrow_holders)
+{
+	mproc_conn *s = slot_new(4096);
+	char buf[4096];
+	mproc_msg w = { .request = MPROC_USER, .data = buf, .size = sizeof(buf) };
+	mproc_msg m = { 0 };
+
+	for (int i = 0; i < 12; i++) {
+		pid_t pid;
+
+		memset(buf, 'a' + i, sizeof(buf));
+		ck_assert_int_eq(mproc_send_msg(s, &w, MPROC_NOWAIT), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			mproc_msg c = { 0 };
+
+			if (mproc_recv_borrow(s, &c, NULL, NULL, T) != 0 ||
+			    ((char *)c.data)[4095] != 'a' + i)
+				_exit(2);
+			kill(getpid(), SIGKILL);
+			_exit(3);
+		}
+		reap_killed(pid);
+	}
+	for (int i = 0; i < 20; i++) {
+		memset(buf, 'A' + i, sizeof(buf));
+		ck_assert_int_eq(mproc_send_msg(s, &w, MPROC_NOWAIT), 0);
+	}
+	ck_assert_int_eq(mproc_recv_borrow(s, &m, NULL, NULL, MPROC_NOWAIT), 0);
+	ck_assert(((char *)m.data)[0] == 'A' + 19 &&
+	          ((char *)m.data)[4095] == 'A' + 19);
+	ck_assert_int_eq(mproc_recv_release(s, &m), 0);
+	mproc_close(s);
+}
+END_TEST
+
+/* Copying and zero-copy writers and readers on one slot: every value
+ * read is whole, and per writer values only move forward. */
+#define ZCW (256u << 10)
+
+static int hold_some(const mproc_msg *m, void *arg)
+{
+	(void)m;
+	(void)arg;
+	return 1;
+}
+
+START_TEST(test_slot_zc_mixed)
+{
+	mproc_conn *s = slot_new(ZCW);
+	pid_t w[2], r[3];
+	int i, ms = check_scale_ms(800);
+
+	for (i = 0; i < 2; i++) {
+		w[i] = fork();
+		ck_assert_int_ge(w[i], 0);
+		if (w[i] == 0) {
+			uint64_t *p = malloc(ZCW);
+			long long end = check_now_ms() + ms;
+			void *b;
+
+			child_assert(p != NULL);
+			for (uint64_t seq = 1; check_now_ms() < end; seq++) {
+				uint64_t tag = (uint64_t)(i + 1) << 48 | seq;
+
+				if (i == 0) {
+					zc_fill(p, ZCW / 8, tag);
+					child_assert(mproc_send(s, MPROC_USER, 0, p,
+					                        ZCW) == 0);
+				} else {
+					child_assert(mproc_send_reserve(s, ZCW, &b,
+					                                T) == 0);
+					zc_fill(b, ZCW / 8, tag);
+					child_assert(mproc_send_commit(s, MPROC_USER,
+					                               0, ZCW) == 0);
+				}
+			}
+			free(p);
+			mproc_close(s);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 3; i++) {
+		r[i] = fork();
+		ck_assert_int_ge(r[i], 0);
+		if (r[i] == 0) {
+			uint64_t *p = malloc(ZCW), last[3] = { 0 }, tag, t2;
+			long long end = check_now_ms() + ms + 200;
+			int n = 0, rc;
+
+			child_assert(p != NULL);
+			while (check_now_ms() < end) {
+				mproc_msg m = { .data = p, .capacity = ZCW };
+				const uint64_t *v = p;
+
+				if (i == 0)
+					rc = mproc_recv(s, &m, NULL, NULL, 100);
+				else
+					rc = mproc_recv_borrow(s, &m, i == 2 ? hold_some
+					                                     : NULL,
+					                       NULL, 100);
+				if (rc == -ETIMEDOUT)
+					continue;
+				child_assert(rc == 0 && m.size == ZCW);
+				if (i > 0)
+					v = m.data;
+				if (!zc_ok(v, ZCW / 8, &tag))
+					child_fail("torn value");
+				if (i == 2) {
+					/* Held a while: still the same bytes. */
+					usleep(2000);
+					if (!zc_ok(v, ZCW / 8, &t2) || t2 != tag)
+						child_fail("borrowed value changed");
+				}
+				if (i > 0)
+					child_assert(mproc_recv_release(s, &m) == 0);
+				child_assert((tag >> 48) >= 1 && (tag >> 48) <= 2);
+				child_assert((tag & 0xffffffffffffull) >
+				             last[tag >> 48]);
+				last[tag >> 48] = tag & 0xffffffffffffull;
+				n++;
+			}
+			child_assert(n > 3);
+			free(p);
+			mproc_close(s);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 2; i++)
+		check_reap_ok(w[i], T + ms);
+	for (i = 0; i < 3; i++)
+		check_reap_ok(r[i], T + ms);
 	mproc_close(s);
 }
 END_TEST
@@ -754,6 +1189,53 @@ static int helper_main(const char *name)
 	return mproc_close(s) == 0 ? 0 : 5;
 }
 
+/* The exec'd zero-copy helper: borrow the value, answer value + 1 from
+ * a reservation. */
+static int zc_helper_main(const char *name)
+{
+	mproc_conn *s = NULL;
+	mproc_msg m = { 0 };
+	uint64_t v;
+	void *b;
+
+	if (mproc_slot_attach(&s, name) != 0)
+		return 2;
+	if (mproc_recv_borrow(s, &m, NULL, NULL, T) != 0 || m.size != 8)
+		return 3;
+	memcpy(&v, m.data, sizeof(v));
+	if (v != 41 || mproc_recv_release(s, &m) != 0)
+		return 4;
+	if (mproc_send_reserve(s, sizeof(v), &b, T) != 0)
+		return 5;
+	v++;
+	memcpy(b, &v, sizeof(v));
+	if (mproc_send_commit(s, MPROC_USER, 0, sizeof(v)) != 0)
+		return 6;
+	return mproc_close(s) == 0 ? 0 : 7;
+}
+
+START_TEST(test_slot_named_exec_zero_copy)
+{
+	mproc_conn *s = NULL;
+	uint64_t v;
+	pid_t pid;
+
+	ck_assert_int_eq(mproc_slot_create(&s, "/zc", NULL), 0);
+	ck_assert_int_eq(send_u64(s, 41), 0);
+	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execl(self_exe, self_exe, "--slot-zc-helper", "/zc", (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_eq(recv_u64(s, &v, T), 0);
+	ck_assert_int_eq(v, 42);
+	check_reap_ok(pid, T);
+	mproc_close(s);
+}
+END_TEST
+
 START_TEST(test_slot_named_exec)
 {
 	mproc_slot_opts o = { .max_payload = 128, .mode = 0640 };
@@ -846,6 +1328,22 @@ START_TEST(test_slot_descriptor)
 	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), -EAGAIN);
 	ck_assert(!readable(fd, 20));
 	check_reap_ok(pid, T);
+	/* A commit wakes pollers as a send does; a cancel does not. */
+	{
+		void *b;
+
+		ck_assert_int_eq(mproc_send_reserve(s, 8, &b, MPROC_NOWAIT), 0);
+		ck_assert_int_eq(mproc_send_cancel(s), 0);
+		ck_assert(!readable(fd, 20));
+		ck_assert_int_eq(mproc_send_reserve(s, 8, &b, MPROC_NOWAIT), 0);
+		v = 6;
+		memcpy(b, &v, sizeof(v));
+		ck_assert_int_eq(mproc_send_commit(s, MPROC_USER, 0, 8), 0);
+		ck_assert(readable(fd, T));
+		ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+		ck_assert_int_eq(v, 6);
+		ck_assert(!readable(fd, 20));
+	}
 	mproc_close(s);
 }
 END_TEST
@@ -865,7 +1363,12 @@ static Suite *slot_suite(void)
 	tcase_add_test(tc, test_slot_event_every_listener_once);
 	tcase_add_test(tc, test_slot_large_values_never_torn);
 	tcase_add_test(tc, test_slot_pinned_value_not_overwritten);
+	tcase_add_test(tc, test_slot_zc_rules);
+	tcase_add_test(tc, test_slot_borrow_held_while_writing);
+	tcase_add_test(tc, test_slot_zc_mixed);
 	tcase_add_test(tc, test_slot_killed_writers);
+	tcase_add_test(tc, test_slot_killed_reservation_holders);
+	tcase_add_test(tc, test_slot_killed_borrow_holders);
 	tcase_add_test(tc, test_slot_killed_readers_block_nobody);
 	tcase_add_test(tc, test_slot_random_kills);
 	tcase_add_test(tc, test_slot_descriptor);
@@ -877,6 +1380,7 @@ static Suite *slot_suite(void)
 	tcase_add_checked_fixture(tn, named_setup, named_teardown);
 	tcase_add_test(tn, test_slot_named_exec);
 	tcase_add_test(tn, test_slot_unlink_on_last_close);
+	tcase_add_test(tn, test_slot_named_exec_zero_copy);
 	suite_add_tcase(s, tn);
 	return s;
 }
@@ -888,6 +1392,8 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && strcmp(argv[1], "--slot-helper") == 0)
 		return helper_main(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "--slot-zc-helper") == 0)
+		return zc_helper_main(argv[2]);
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
 		return 99;

@@ -9,9 +9,6 @@
 
 #include "bus/bus.h"
 
-static const struct mproc__deadline bus_try_only = { .expired = true,
-	                                             .armed = true };
-
 /* Roll a pending journal forward and check the words and the records
  * they cover. Lock held. */
 static int bus_repair(struct bus_conn *b)
@@ -38,45 +35,25 @@ static int bus_repair(struct bus_conn *b)
 	return 0;
 }
 
+static int bus_repair_arg(void *arg)
+{
+	return bus_repair(arg);
+}
+
 int mproc__bus_lock(struct bus_conn *b, const struct mproc__deadline *d)
 {
 	struct mproc__side *sd = &b->s->send;
 	int rc;
 
-	if (mproc__unlikely(bus_check_identity(b) < 0))
-		return -EPROTO;
-	rc = mproc__lock_result(pthread_mutex_trylock(&sd->lock));
-	for (int i = 0; rc == -ETIMEDOUT && i < 256; i++) {
-		mproc__pause();
-		if ((i & 15) == 15)
-			sched_yield();
-		rc = mproc__lock(&sd->lock, &bus_try_only);
+	if (mproc__unlikely(bus_check_identity(b) < 0) ||
+	    mproc__unlikely(mproc__lock_kind_of(&sd->lock) != mproc__lock_kind()))
+		return -EPROTO; /* a scribbled mutex type crashes glibc */
+	rc = pthread_mutex_trylock(&sd->lock);
+	if (mproc__likely(rc == 0) && mproc__likely(!mproc__journal_pending(sd))) {
+		mproc__crash(MPROC__CRASH_LOCKED);
+		return 0;
 	}
-	if (rc == -ETIMEDOUT && d->expired) {
-		struct mproc__deadline nd;
-
-		mproc__deadline_set(&nd, 20); /* as the queue's NOWAIT calls */
-		if ((rc = mproc__lock(&sd->lock, &nd)) == -ETIMEDOUT)
-			return -EAGAIN;
-	} else if (rc == -ETIMEDOUT) {
-		rc = mproc__lock(&sd->lock, d);
-	}
-	if (rc < 0)
-		return rc;
-	if (rc == 1) {
-		rc = bus_repair(b);
-		mproc__lock_consistent(&sd->lock);
-		if (rc < 0) {
-			mproc__unlock(&sd->lock);
-			return rc;
-		}
-	}
-	if (mproc__journal_pending(sd)) {
-		mproc__unlock(&sd->lock);
-		return -EPROTO;
-	}
-	mproc__crash(MPROC__CRASH_LOCKED);
-	return 0;
+	return mproc__side_lock(sd, d, rc, bus_repair_arg, b);
 }
 
 int mproc__bus_words(struct bus_conn *b, uint64_t *p)

@@ -37,6 +37,14 @@ int mproc__queue_join(mproc_conn *c, int timeout_ms)
 			mproc__unlock(&s->recv.lock);
 			return -EPROTO; /* more held than ever taken */
 		}
+		if (v.w[QC_LEASED] != 0 &&
+		    mproc__now_ns() - q->brw_scan_ns >=
+		            QUEUE_BORROW_SCAN_MS * 1000000ull) {
+			mproc__unlock(&s->recv.lock);
+			if ((rc = mproc__queue_dead_borrows(q)) < 0)
+				return rc;
+			continue;
+		}
 		if (queue_unfinished(&v) + held == 0) {
 			mproc__unlock(&s->recv.lock);
 			return 0;

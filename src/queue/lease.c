@@ -24,7 +24,7 @@ int mproc__queue_recv_lease(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
 	    (m->data == NULL && m->capacity > 0))
 		return -EINVAL;
 	return mproc__queue_recv_common(queue_of(c), m, match, arg,
-	                                timeout_ms, lease);
+	                                timeout_ms, lease, 0);
 }
 
 int mproc__queue_lease_done(mproc_conn *c, const struct mproc__lease *lease)

@@ -43,7 +43,7 @@ int mproc__queue_walk_check(struct queue_conn *q, uint64_t head,
 			(*leased)++;
 		else if (!(r.flags & MPROC__REC_CONSUMED))
 			(*queued)++;
-		else if (off == head && locked)
+		else if (off == head && locked && !(r.flags & MPROC__REC_PAD))
 			return -EPROTO; /* consumed records never stay at the head */
 	}
 	return 0;
@@ -114,56 +114,25 @@ int mproc__queue_repair_recv(struct queue_conn *q)
 	return 0;
 }
 
+struct queue_repair_arg {
+	struct queue_conn *q;
+	int send; /* which side */
+};
+
+static int queue_repair(void *arg)
+{
+	struct queue_repair_arg *ra = arg;
+
+	return ra->send ? queue_repair_send(ra->q)
+	                : mproc__queue_repair_recv(ra->q);
+}
+
 int mproc__queue_lock_slow(struct queue_conn *q, struct mproc__side *sd,
                            const struct mproc__deadline *d, int rc)
 {
-	unsigned i;
+	struct queue_repair_arg ra = { q, sd == &q->s->send };
 
-	if (rc == 0)
-		goto locked; /* a journal left pending by a live process */
-	rc = mproc__lock_result(rc);
-	/* Busy: a holder keeps the lock for a microsecond or so, so try a
-	 * while without sleeping (all MPROC_NOWAIT ever does), then wait
-	 * on the lock until the caller's deadline: the unlock wakes us. */
-	for (i = 0; rc == -ETIMEDOUT && i < QUEUE_LOCK_TRIES; i++) {
-		mproc__pause();
-		if ((i & 15) == 15)
-			sched_yield();
-		rc = mproc__lock(&sd->lock, &queue_try_only);
-	}
-	if (rc == -ETIMEDOUT && d->expired) {
-		/* A holder that is not running (preempted, under a debugger
-		 * or valgrind) gets a little longer before a non-blocking
-		 * call gives up; a stopped one makes it -EAGAIN. */
-		struct mproc__deadline nd;
-
-		mproc__deadline_set(&nd, QUEUE_NOWAIT_LOCK_MS);
-		rc = mproc__lock(&sd->lock, &nd);
-		if (rc == -ETIMEDOUT)
-			return -EAGAIN;
-	} else if (rc == -ETIMEDOUT) {
-		rc = mproc__lock(&sd->lock, d);
-	}
-	if (rc < 0)
-		return rc;
-	if (rc == 1) {
-		rc = sd == &q->s->send ? queue_repair_send(q)
-		                       : mproc__queue_repair_recv(q);
-		/* Consistent either way: a corrupt queue keeps answering
-		 * -EPROTO instead of becoming unrecoverable for everyone. */
-		mproc__lock_consistent(&sd->lock);
-		if (rc < 0) {
-			mproc__unlock(&sd->lock);
-			return rc;
-		}
-	}
-locked:
-	if (mproc__journal_pending(sd)) {
-		mproc__unlock(&sd->lock);
-		return -EPROTO;
-	}
-	mproc__crash(MPROC__CRASH_LOCKED);
-	return 0;
+	return mproc__side_lock(sd, d, rc, queue_repair, &ra);
 }
 
 int mproc__queue_send_poll(struct queue_conn *q)

@@ -13,6 +13,8 @@ static void queue_close(mproc_conn *c)
 {
 	struct queue_conn *q = queue_of(c);
 
+	if (q->s != NULL)
+		mproc__queue_zc_close(q);
 	mproc__queue_poll_close(q);
 	if (q->named != NULL) {
 		mproc__named_close(q->named);
@@ -281,4 +283,9 @@ const struct mproc__transport mproc__queue_transport = {
 	.recv = mproc__queue_recv,
 	.close = queue_close,
 	.fd = mproc__queue_fd,
+	.reserve = mproc__queue_reserve,
+	.commit = mproc__queue_commit,
+	.cancel = mproc__queue_cancel,
+	.borrow = mproc__queue_borrow,
+	.release = mproc__queue_release,
 };

@@ -24,7 +24,7 @@ int mproc__queue_fd(mproc_conn *c)
 
 void mproc__queue_poll_arm(struct queue_conn *q)
 {
-	mproc__poll_arm(&q->s->poll_armed, &q->poll);
+	mproc__poll_arm_lazy(&q->s->poll_armed, &q->poll);
 }
 
 void mproc__queue_poll_wake(struct queue_conn *q)

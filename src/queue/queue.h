@@ -24,10 +24,8 @@
 
 /* How long calls without a timeout wait for the lock (a stopped holder). */
 #define QUEUE_LOCK_MS 1000
-/* Tries at a busy lock before waiting on it. */
-#define QUEUE_LOCK_TRIES 256
-/* Longest MPROC_NOWAIT waits for a busy lock before -EAGAIN. */
-#define QUEUE_NOWAIT_LOCK_MS 20
+/* A handle looks for dead borrowers' messages at most this often. */
+#define QUEUE_BORROW_SCAN_MS 100
 /* A join purges orphans this often while it waits. */
 #define QUEUE_JOIN_SLICE_MS 100
 /* Sleepers look again this often (a waker may have died). */
@@ -68,6 +66,22 @@ struct queue_conn {
 	/* mproc_fd: this handle's poller (shm/poll.h). */
 	struct mproc__poller poll;
 	int lock_kind; /* what both locks' type word must say */
+	/* Zero-copy. The open reservation (rsv_pid's; it holds the send
+	 * lock meanwhile): 0 none, 1 being made, 2 open. The open borrow:
+	 * 0 none, 1 being made, 2 open (brw_pid's, the record at brw_off,
+	 * lent at brw_data). lend: a borrow's copy of a wrapped payload. */
+	int rsv_state;
+	pid_t rsv_pid;
+	pthread_t rsv_thread; /* the send lock's owner while open */
+	uint64_t rsv_words[QP_WORDS];
+	uint64_t rsv_pad;
+	uint32_t rsv_size;
+	int brw_state;
+	pid_t brw_pid;
+	uint64_t brw_off;
+	const void *brw_data;
+	uint8_t *lend;
+	uint64_t brw_scan_ns; /* the last dead-borrow search */
 	struct mproc__named *named; /* a named queue's file; NULL: anonymous */
 };
 
@@ -221,7 +235,7 @@ int mproc__queue_walk_check(struct queue_conn *q, uint64_t head,
 
 /*
  * queue_lock takes side sd's lock by the deadline d (MPROC_NOWAIT: at
- * most QUEUE_NOWAIT_LOCK_MS, then -EAGAIN), repairs after a dead owner,
+ * most MPROC__SIDE_NOWAIT_LOCK_MS, then -EAGAIN), repairs after a dead owner,
  * and checks the identity and that no journal is pending. Returns 0 with
  * the lock held, or a negative errno with it released. The uncontended
  * case is inline; everything else is mproc__queue_lock_slow.
@@ -364,16 +378,48 @@ int mproc__queue_find(struct queue_conn *q, const struct queue_view *v,
                       uint64_t *off_out, struct mproc__rec *r);
 void mproc__queue_view_msg(struct queue_conn *q, uint64_t off,
                            const struct mproc__rec *r, mproc_msg *view);
+/* lease NULL: a receive; else a lease (the pool's), or with borrow set a
+ * borrow (m->data lent, no copy). */
 int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
                              mproc_match_fn match, void *arg, int timeout_ms,
-                             struct mproc__lease *lease);
+                             struct mproc__lease *lease, int borrow);
 int mproc__queue_advance_head(struct queue_conn *q, uint64_t *w,
                               uint64_t tail, uint64_t taken);
-/* Consume the record at off (found valid), finishing its task. Receive
- * lock held; v follows the commit. */
+/* Consume the record at off (found valid), finishing its task (purge 1:
+ * as an orphan; 2: taken, MANUAL_DONE, until task_done). Receive lock
+ * held; v follows the commit. */
 int mproc__queue_consume_locked(struct queue_conn *q, struct queue_view *v,
                                 uint64_t off, const struct mproc__rec *r,
                                 int *wake, int purge);
+/* Is the open reservation this thread's (it holds the send lock)? */
+static inline int mproc__queue_rsv_mine(const struct queue_conn *q)
+{
+	return __atomic_load_n(&q->rsv_state, __ATOMIC_ACQUIRE) == 2 &&
+	       q->rsv_pid == mproc__self_pid() &&
+	       pthread_equal(q->rsv_thread, pthread_self());
+}
+
+/* send.c: do len more bytes fit after the send words p? 1, 0, -EPROTO. */
+int mproc__queue_room(struct queue_conn *q, const uint64_t *p, uint64_t len);
+/* Make the leased record at off visible again (receive lock held; v
+ * follows the commit). */
+int mproc__queue_unlease_locked(struct queue_conn *q, struct queue_view *v,
+                                uint64_t off, const struct mproc__rec *r,
+                                int *wake);
+/* zerocopy.c */
+int mproc__queue_reserve(mproc_conn *c, size_t size, void **buf,
+                         int timeout_ms);
+int mproc__queue_commit(mproc_conn *c, int32_t request, pid_t recipient,
+                        size_t size);
+int mproc__queue_cancel(mproc_conn *c);
+int mproc__queue_borrow(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                        void *arg, int timeout_ms);
+int mproc__queue_release(mproc_conn *c, mproc_msg *m);
+/* Close-time: drop this process's open reservation and borrow. */
+void mproc__queue_zc_close(struct queue_conn *q);
+/* Dead borrowers' messages made visible again (at most every
+ * QUEUE_BORROW_SCAN_MS per handle); takes no lock to search. */
+int mproc__queue_dead_borrows(struct queue_conn *q);
 
 /* send.c, recv.c */
 int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms);

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "queue/queue.h"
@@ -135,9 +136,31 @@ static void queue_fill_msg(struct queue_conn *q, mproc_msg *m, uint64_t off,
 	mproc__ring_copy_out(&q->ring, off + MPROC__REC_HDR, m->data, r->size);
 }
 
+/* A borrow's m->data: the payload in the ring, or (a copied message
+ * whose payload wraps the ring's end) a copy in the handle's own lending
+ * buffer, made once. */
+static int queue_lend(struct queue_conn *q, mproc_msg *m, uint64_t off,
+                      const struct mproc__rec *r)
+{
+	m->request = r->request;
+	m->sender = r->sender;
+	m->recipient = r->recipient;
+	m->size = r->size;
+	m->capacity = r->size;
+	if (mproc__ring_contiguous(&q->ring, off + MPROC__REC_HDR, r->size)) {
+		m->data = mproc__ring_at(&q->ring, off + MPROC__REC_HDR);
+		return 0;
+	}
+	if (q->lend == NULL && (q->lend = malloc(q->max_payload)) == NULL)
+		return -ENOMEM;
+	mproc__ring_copy_out(&q->ring, off + MPROC__REC_HDR, q->lend, r->size);
+	m->data = q->lend;
+	return 0;
+}
+
 int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
                              mproc_match_fn match, void *arg, int timeout_ms,
-                             struct mproc__lease *lease)
+                             struct mproc__lease *lease, int borrow)
 {
 	struct mproc__queue_shared *s = q->s;
 	struct mproc__side *sd = &s->recv;
@@ -149,7 +172,7 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 	struct mproc__mark mk;
 	struct mproc__rec r;
 	uint64_t off = 0;
-	int rc, spun = 0, wake, slot = -1;
+	int rc, spun = 0, wake, slot = -1, idled = 0;
 
 	queue_poll_before_recv(q);
 	mproc__deadline_set(&d, timeout_ms);
@@ -184,6 +207,27 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 			mproc__unlock(&sd->lock);
 			continue;
 		}
+		/* Borrowed messages whose borrower died are delivered again
+		 * (looked for now and then, without the lock). */
+		if (mproc__unlikely(v.w[QC_LEASED] != 0) &&
+		    mproc__now_ns() - q->brw_scan_ns >=
+		            QUEUE_BORROW_SCAN_MS * 1000000ull) {
+			mproc__unlock(&sd->lock);
+			if (mproc__queue_dead_borrows(q) > 0)
+				spun = 0;
+			continue;
+		}
+		/* A descriptor's stale wake goes now; then one more look (a
+		 * send whose wake was just drained is found by it). */
+		if (mproc__unlikely(q->poll.fd >= 0) && !idled &&
+		    q->poll.pid == mproc__self_pid()) {
+			idled = 1; /* once a call: later looks only re-arm */
+			mproc__poll_idle(&s->poll_armed, &q->poll);
+			if (ACQUIRE(&s->send.w[QP_TAIL]) != v.tail) {
+				mproc__unlock(&sd->lock);
+				continue;
+			}
+		}
 		/* Wait for a sender to move the tail. */
 		wt.w[0] = &s->send.w[QP_TAIL];
 		wt.v[0] = v.tail;
@@ -202,13 +246,19 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 		mproc__unlock(&sd->lock);
 		return rc;
 	}
-	if (r.size > m->capacity) {
+	if (borrow) {
+		if ((rc = queue_lend(q, m, off, &r)) < 0) {
+			mproc__unlock(&sd->lock);
+			return rc;
+		}
+	} else if (r.size > m->capacity) {
 		/* Leave it where it is; say what it needs. */
 		m->size = r.size;
 		mproc__unlock(&sd->lock);
 		return -EMSGSIZE;
+	} else {
+		queue_fill_msg(q, m, off, &r);
 	}
-	queue_fill_msg(q, m, off, &r);
 
 	memcpy(nw, v.w, sizeof(nw));
 	nw[QC_RECEIVED]++;
@@ -217,7 +267,8 @@ int mproc__queue_recv_common(struct queue_conn *q, mproc_msg *m,
 	mk.reserved = 0;
 	wake = 0;
 	if (lease != NULL) {
-		mk.flags = MPROC__REC_LEASED;
+		mk.flags = borrow ? MPROC__REC_LEASED | MPROC__REC_BORROWED
+		                  : MPROC__REC_LEASED;
 		mk.attempts = r.attempts + 1;
 		mk.lease_pid = mproc__self_pid();
 		nw[QC_LEASED]++;
@@ -266,7 +317,7 @@ int mproc__queue_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
                       void *arg, int timeout_ms)
 {
 	return mproc__queue_recv_common(queue_of(c), m, match, arg, timeout_ms,
-	                                NULL);
+	                                NULL, 0);
 }
 
 int mproc__queue_consume_locked(struct queue_conn *q, struct queue_view *v,
@@ -276,14 +327,24 @@ int mproc__queue_consume_locked(struct queue_conn *q, struct queue_view *v,
 	uint64_t nw[MPROC__SIDE_WORDS];
 	struct queue_view nv;
 	struct mproc__mark mk;
-	int rc;
+	int rc, slot = -1;
 
 	memcpy(nw, v->w, sizeof(nw));
 	if (r->flags & MPROC__REC_LEASED)
 		nw[QC_LEASED]--;
 	nw[QC_GONE]++;
-	if (purge)
+	if (purge == 1)
 		nw[QC_PURGED]++;
+	if (purge == 2) {
+		/* Taken (a released borrow on a MANUAL_DONE queue): counted
+		 * in the taker's slot, or QC_TAKEN, until task_done. */
+		slot = mproc__queue_taker_claim(q);
+		if (slot < 0)
+			nw[QC_TAKEN]++;
+		else
+			RELEASE(&q->s->takers[slot].taken,
+			        LOAD(&q->s->takers[slot].taken) + 1);
+	}
 	*wake |= WAKE_DONE | WAKE_SPACE;
 	if (mproc__queue_advance_head(q, nw, v->tail, off) < 0)
 		return -EPROTO;
@@ -300,5 +361,30 @@ int mproc__queue_consume_locked(struct queue_conn *q, struct queue_view *v,
 	                       MPROC__CRASH_NONE)) < 0)
 		return rc;
 	*v = nv;
+	return 0;
+}
+
+int mproc__queue_unlease_locked(struct queue_conn *q, struct queue_view *v,
+                                uint64_t off, const struct mproc__rec *r,
+                                int *wake)
+{
+	uint64_t nw[MPROC__SIDE_WORDS];
+	struct mproc__mark mk;
+	int rc;
+
+	/* Visible again, in its old place: it is still the oldest. */
+	memcpy(nw, v->w, sizeof(nw));
+	nw[QC_LEASED]--;
+	nw[QC_GEN]++;
+	mk.off = off;
+	mk.flags = 0;
+	mk.attempts = r->attempts;
+	mk.lease_pid = 0;
+	mk.reserved = 0;
+	if ((rc = queue_commit(q, &q->s->recv, QC_WORDS, v->w, nw, &mk,
+	                       MPROC__CRASH_NONE)) < 0)
+		return rc;
+	memcpy(v->w, nw, sizeof(nw));
+	*wake |= WAKE_DATA;
 	return 0;
 }

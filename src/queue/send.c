@@ -13,11 +13,12 @@
 #include "queue/queue.h"
 
 /*
- * queue_room: does a record of len bytes fit after the send side's words
+ * mproc__queue_room: do len more bytes (a record, and a pad before it)
+ * fit after the send side's words
  * p (send lock held)? Reads head only when the handle's last view of it
  * says no. Returns 1, 0, or -EPROTO.
  */
-static int queue_room(struct queue_conn *q, const uint64_t *p, uint64_t len)
+int mproc__queue_room(struct queue_conn *q, const uint64_t *p, uint64_t len)
 {
 	struct mproc__queue_shared *s = q->s;
 	uint64_t tail = p[QP_TAIL], head = q->head_seen, gone;
@@ -58,6 +59,9 @@ int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 		return -EMSGSIZE;
 	if (mproc__unlikely(mproc__queue_in_callback == s))
 		return -EDEADLK;
+	/* This thread holds the send lock for its reservation. */
+	if (mproc__unlikely(q->rsv_state != 0) && mproc__queue_rsv_mine(q))
+		return -EBUSY;
 	len = mproc__rec_len(m->size);
 	memset(&r, 0, sizeof(r));
 	r.magic = MPROC__REC_MAGIC;
@@ -85,7 +89,7 @@ int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 			mproc__unlock(&sd->lock);
 			return -ESHUTDOWN;
 		}
-		if ((rc = queue_room(q, p, len)) != 0)
+		if ((rc = mproc__queue_room(q, p, len)) != 0)
 			break;
 		/* Full: wait for a receiver to move the head (or gone). */
 		wt.w[0] = &s->recv.w[QC_HEAD];

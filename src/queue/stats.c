@@ -100,7 +100,24 @@ static int queue_snapshot(struct queue_conn *q, struct queue_view *v,
 struct queue_orphan {
 	uint64_t off;
 	uint64_t id;
+	pid_t borrower; /* a dead borrow's: the pid it is leased to */
 };
+
+/* What a scan looks for: orphans (directed mail whose recipient is gone),
+ * or dead borrows (a borrowed record whose borrower is gone). */
+enum { SCAN_ORPHANS, SCAN_BORROWS };
+
+static int queue_scan_pick(const struct mproc__rec *r, struct mproc__live *lc,
+                           int what)
+{
+	if (what == SCAN_BORROWS)
+		return (r->flags & (MPROC__REC_LEASED | MPROC__REC_BORROWED)) ==
+		               (MPROC__REC_LEASED | MPROC__REC_BORROWED) &&
+		       mproc__live_gone(lc, r->lease_pid, 0);
+	return r->recipient > 0 && r->sent_ns != 0 &&
+	       !(r->flags & (MPROC__REC_CONSUMED | MPROC__REC_LEASED)) &&
+	       mproc__live_gone(lc, r->recipient, r->sent_ns);
+}
 
 /*
  * queue_scan_orphans walks [from, end) without a lock, checking every
@@ -114,7 +131,7 @@ static int64_t queue_scan_orphans(struct queue_conn *q,
                                   uint64_t end, struct mproc__live *lc,
                                   struct queue_orphan *out, unsigned max,
                                   unsigned *n_out, uint64_t *next,
-                                  uint64_t *counts)
+                                  uint64_t *counts, int what)
 {
 	const uint64_t *headp = &q->s->recv.w[QC_HEAD];
 	uint64_t off = from, head;
@@ -144,16 +161,16 @@ static int64_t queue_scan_orphans(struct queue_conn *q,
 				counts[1]++;
 			else if (!(r.flags & MPROC__REC_CONSUMED))
 				counts[0]++;
-			else if (off == v->w[QC_HEAD])
+			else if (off == v->w[QC_HEAD] &&
+			         !(r.flags & MPROC__REC_PAD))
 				counts[2]++;
 		}
-		if (r.recipient > 0 && r.sent_ns != 0 &&
-		    !(r.flags & (MPROC__REC_CONSUMED | MPROC__REC_LEASED)) &&
-		    mproc__live_gone(lc, r.recipient, r.sent_ns)) {
+		if (queue_scan_pick(&r, lc, what)) {
 			count++;
 			if (*n_out < max) {
 				out[*n_out].off = off;
 				out[*n_out].id = r.id;
+				out[*n_out].borrower = r.lease_pid;
 				(*n_out)++;
 				if (*n_out == max) {
 					off += r.len;
@@ -170,7 +187,7 @@ static int64_t queue_scan_orphans(struct queue_conn *q,
 /* Consume the orphans of out that are still there. Returns how many. */
 static int queue_purge_batch(struct queue_conn *q,
                              const struct queue_orphan *out, unsigned n,
-                             int *wake)
+                             int *wake, int what)
 {
 	struct queue_view v;
 	struct mproc__rec r;
@@ -184,11 +201,19 @@ static int queue_purge_batch(struct queue_conn *q,
 
 		if (off < v.w[QC_HEAD] || off >= v.tail || off % 8 != 0 ||
 		    queue_rec_read(q, off, v.tail, &r) < 0 ||
-		    r.id != out[i].id ||
-		    (r.flags & (MPROC__REC_CONSUMED | MPROC__REC_LEASED)))
+		    r.id != out[i].id)
 			continue; /* taken meanwhile */
-		if ((rc = mproc__queue_consume_locked(q, &v, off, &r, wake,
-		                                      1)) < 0)
+		if (what == SCAN_BORROWS) {
+			if (!(r.flags & MPROC__REC_BORROWED) ||
+			    r.lease_pid != out[i].borrower)
+				continue;
+			rc = mproc__queue_unlease_locked(q, &v, off, &r, wake);
+		} else {
+			if (r.flags & (MPROC__REC_CONSUMED | MPROC__REC_LEASED))
+				continue;
+			rc = mproc__queue_consume_locked(q, &v, off, &r, wake, 1);
+		}
+		if (rc < 0)
 			break;
 		done++;
 	}
@@ -217,7 +242,8 @@ static int queue_orphans(struct queue_conn *q, const struct queue_view *v,
 	for (from = v->w[QC_HEAD]; from < end; from = next) {
 		count = queue_scan_orphans(q, v, from, end, &lc, found,
 		                           purge ? QUEUE_PURGE_BATCH : 0, &n,
-		                           &next, purge ? NULL : counts);
+		                           &next, purge ? NULL : counts,
+		                           SCAN_ORPHANS);
 		if (count < 0)
 			return (int)count;
 		if (!purge) {
@@ -225,7 +251,8 @@ static int queue_orphans(struct queue_conn *q, const struct queue_view *v,
 			break;
 		}
 		if (n > 0) {
-			if ((rc = queue_purge_batch(q, found, n, &wake)) < 0)
+			if ((rc = queue_purge_batch(q, found, n, &wake,
+			                            SCAN_ORPHANS)) < 0)
 				return rc;
 			total += rc;
 		}
@@ -300,4 +327,46 @@ int mproc__queue_stats(mproc_conn *c, mproc_stats *out)
 	out->capacity = q->ring.cap;
 	out->max_payload = q->max_payload;
 	return 0;
+}
+
+int mproc__queue_dead_borrows(struct queue_conn *q)
+{
+	struct queue_orphan found[QUEUE_PURGE_BATCH];
+	struct mproc__live lc;
+	struct queue_view v;
+	uint64_t from, next, now = mproc__now_ns();
+	unsigned n;
+	int rc, wake = 0, total = 0;
+	int64_t count;
+
+	if (now - q->brw_scan_ns < QUEUE_BORROW_SCAN_MS * 1000000ull)
+		return 0;
+	q->brw_scan_ns = now;
+	/* The receive side's words and the published tail are all it needs
+	 * (a send side mid-commit is none of its business); busy: later. */
+	memset(&v, 0, sizeof(v));
+	if (mproc__side_snapshot(&q->s->recv, QC_WORDS, v.w, NULL) < 0 ||
+	    v.w[QC_LEASED] == 0)
+		return 0;
+	v.tail = ACQUIRE(&q->s->send.w[QP_TAIL]);
+	if (v.w[QC_HEAD] > v.tail || v.tail - v.w[QC_HEAD] > q->ring.cap ||
+	    v.tail % 8 != 0)
+		return 0;
+	mproc__live_init(&lc);
+	for (from = v.w[QC_HEAD]; from < v.tail; from = next) {
+		count = queue_scan_orphans(q, &v, from, v.tail, &lc, found,
+		                           QUEUE_PURGE_BATCH, &n, &next, NULL,
+		                           SCAN_BORROWS);
+		if (count < 0)
+			return (int)count;
+		if (n > 0) {
+			if ((rc = queue_purge_batch(q, found, n, &wake,
+			                            SCAN_BORROWS)) < 0)
+				return rc;
+			total += rc;
+		}
+		if (next <= from)
+			break;
+	}
+	return total;
 }

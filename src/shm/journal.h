@@ -184,4 +184,24 @@ int mproc__side_snapshot(const struct mproc__side *sd, unsigned n,
 int mproc__side_pending_snapshot(const struct mproc__side *sd, unsigned n,
                                  uint64_t *out, uint32_t *seq_out);
 
+/* Tries at a busy side lock before waiting on it. */
+#define MPROC__SIDE_LOCK_TRIES 256
+/* Longest an MPROC_NOWAIT call waits for a busy side lock (-EAGAIN). */
+#define MPROC__SIDE_NOWAIT_LOCK_MS 20
+
+/*
+ * mproc__side_lock takes side sd's lock by the deadline d, after a first
+ * try that gave first_rc (pthread_mutex_trylock's result): a busy lock is
+ * tried a while without sleeping (a holder keeps it a microsecond or so),
+ * then waited on until d (MPROC_NOWAIT: at most
+ * MPROC__SIDE_NOWAIT_LOCK_MS, then -EAGAIN; the unlock wakes the waiter,
+ * no timer does). After a dead owner, repair(arg) rolls its journal
+ * forward and the lock is made consistent either way (a corrupt side
+ * keeps answering -EPROTO rather than becoming unrecoverable). A journal
+ * still pending afterwards is -EPROTO. Returns 0 with the lock held, or a
+ * negative errno with it released.
+ */
+int mproc__side_lock(struct mproc__side *sd, const struct mproc__deadline *d,
+                     int first_rc, int (*repair)(void *arg), void *arg);
+
 #endif /* MPROC_SHM_JOURNAL_H */

@@ -163,6 +163,33 @@ void mproc__poll_arm(uint64_t *armed, struct mproc__poller *p)
 	__atomic_fetch_or(armed, 1ull << p->slot, __ATOMIC_SEQ_CST);
 }
 
+void mproc__poll_arm_lazy(uint64_t *armed, struct mproc__poller *p)
+{
+	uint64_t bit = 1ull << p->slot;
+
+	if (p->pid != mproc__self_pid())
+		return;
+	/* Still armed: no sender took the bit, so no byte was sent since
+	 * the last arm and there is nothing to drain (a busy poller pays no
+	 * system call here, and its senders none either). */
+	if (__atomic_load_n(armed, __ATOMIC_SEQ_CST) & bit)
+		return;
+	poll_drain(p->fd);
+	__atomic_fetch_or(armed, bit, __ATOMIC_SEQ_CST);
+}
+
+void mproc__poll_idle(uint64_t *armed, struct mproc__poller *p)
+{
+	if (p->pid != mproc__self_pid())
+		return;
+	/* A receive that found nothing: whatever byte is there is stale (a
+	 * sender's wake racing the last arm); drain it and stay armed, so
+	 * the descriptor is not readable until a new send. The caller looks
+	 * at the queue once more after this. */
+	poll_drain(p->fd);
+	__atomic_fetch_or(armed, 1ull << p->slot, __ATOMIC_SEQ_CST);
+}
+
 void mproc__poll_wake(uint64_t *armed, const struct mproc__poll_table *t,
                       struct mproc__poller *p)
 {

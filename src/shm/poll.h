@@ -101,6 +101,12 @@ static inline void mproc__poll_after_send(struct mproc__poll_shared *ps,
 		mproc__poller_wake(ps, p);
 }
 
+/* The queue's arm: only when a sender took the bit (no system call for a
+ * busy poller); mproc__poll_idle then drains what a receive that found
+ * nothing may have left, and the caller looks once more. */
+void mproc__poll_arm_lazy(uint64_t *armed, struct mproc__poller *p);
+void mproc__poll_idle(uint64_t *armed, struct mproc__poller *p);
+
 /* Before a receive: clear the handle's descriptor and arm it again. */
 static inline void mproc__poll_before_recv(struct mproc__poll_shared *ps,
                                            struct mproc__poller *p)

@@ -21,7 +21,13 @@
 /* Record flags. */
 #define MPROC__REC_CONSUMED (1u << 0) /* taken: skipped, reclaimed at head */
 #define MPROC__REC_LEASED (1u << 1)   /* held by lease_pid (pool), hidden */
-#define MPROC__REC_KNOWN (MPROC__REC_CONSUMED | MPROC__REC_LEASED)
+#define MPROC__REC_BORROWED (1u << 2) /* with LEASED: lent by a borrow */
+#define MPROC__REC_PAD (1u << 3)      /* with CONSUMED: padding before a
+                                         record that must not wrap; no
+                                         message, may stand at head */
+#define MPROC__REC_KNOWN                                                      \
+	(MPROC__REC_CONSUMED | MPROC__REC_LEASED | MPROC__REC_BORROWED |      \
+	 MPROC__REC_PAD)
 
 struct mproc__rec {
 	uint32_t magic;    /* MPROC__REC_MAGIC */

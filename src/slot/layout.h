@@ -26,6 +26,13 @@
  * taken back start first (to NO_START, by compare-and-swap), then the
  * pid: while it changes hands it is judged by the pid alone, never a live
  * taker by the dead one's older start.
+ *
+ * Zero-copy is the same protocol held open: a reservation is a writer's
+ * claim kept from mproc_send_reserve to the commit (which publishes it as
+ * send does) or the cancel; a borrow is a reader's pin kept (in its
+ * entry's borrow, so a copying receive on the same handle can use pin
+ * meanwhile) from mproc_recv_borrow to the release. Writers pass both by,
+ * and a dead process's claim or borrow counts as free like any other.
  */
 #ifndef MPROC_SLOT_LAYOUT_H
 #define MPROC_SLOT_LAYOUT_H
@@ -69,7 +76,8 @@ struct mproc__slot_reader {
 	uint32_t pin;     /* buffer index + 1 being read; 0: none */
 	uint64_t start_ns;
 	uint32_t waiting; /* asleep for a newer value (stats) */
-	uint32_t reserved0;
+	uint32_t borrow;  /* buffer index + 1 lent by mproc_recv_borrow; 0:
+	                     none (a pin like pin, held until the release) */
 	uint64_t reserved1;
 };
 _Static_assert(sizeof(struct mproc__slot_reader) == 32, "reader entry");
@@ -87,6 +95,9 @@ struct mproc__slot_shared {
 
 	uint32_t data_seq __attribute__((aligned(MPROC__CACHELINE)));
 	uint32_t recv_waiting;
+	uint32_t readers_hwm; /* entries ever claimed: readers[0, hwm) are
+	                         all a writer scans for pins (it only grows,
+	                         raised before the entry's first pin) */
 
 	struct mproc__poll_shared poll __attribute__((aligned(MPROC__CACHELINE)));
 	struct mproc__slot_buf buf[MPROC__SLOT_BUFS]

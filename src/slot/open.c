@@ -17,10 +17,13 @@ static void slot_close(mproc_conn *c)
 
 	if (h->s != NULL) {
 		mproc__poller_close(&h->s->poll, &h->poll);
+		/* An open reservation is dropped, an open borrow ends. */
+		mproc__slot_drop_reservation(h);
 		if (h->reader >= 0 && h->reader_pid == mproc__self_pid()) {
 			struct mproc__slot_reader *e = &h->s->readers[h->reader];
 
 			__atomic_store_n(&e->pin, 0, __ATOMIC_RELEASE);
+			__atomic_store_n(&e->borrow, 0, __ATOMIC_RELEASE);
 			__atomic_store_n(&e->start_ns, MPROC__SLOT_NO_START,
 			                 __ATOMIC_RELEASE);
 			__atomic_store_n(&e->pid, 0, __ATOMIC_RELEASE);
@@ -34,7 +37,9 @@ static void slot_close(mproc_conn *c)
 		mproc__region_unmap(h->s, h->map_len);
 	}
 	h->s = NULL;
+	h->borrowed = 0;
 	pthread_mutex_destroy(&h->mu);
+	pthread_mutex_destroy(&h->zmu);
 }
 
 /* The geometry for max_payload: buffers and their stride. */
@@ -105,12 +110,18 @@ static struct slot_conn *slot_conn_new(void)
 		free(h);
 		return NULL;
 	}
+	if (pthread_mutex_init(&h->zmu, NULL) != 0) {
+		pthread_mutex_destroy(&h->mu);
+		free(h);
+		return NULL;
+	}
 	return h;
 }
 
 static void slot_conn_free(struct slot_conn *h)
 {
 	pthread_mutex_destroy(&h->mu);
+	pthread_mutex_destroy(&h->zmu);
 	free(h->named);
 	free(h);
 }
@@ -262,4 +273,9 @@ const struct mproc__transport mproc__slot_transport = {
 	.recv = mproc__slot_recv,
 	.close = slot_close,
 	.fd = mproc__slot_fd,
+	.reserve = mproc__slot_reserve,
+	.commit = mproc__slot_commit,
+	.cancel = mproc__slot_cancel,
+	.borrow = mproc__slot_borrow,
+	.release = mproc__slot_release,
 };

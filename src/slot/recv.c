@@ -1,7 +1,8 @@
 /*
  * recv.c - reading the slot's latest value: pin the published buffer,
  * copy it out, unpin (the protocol is in slot/layout.h); the wait for a
- * newer value; the descriptor; stats.
+ * newer value; borrow (the same without the copy, the pin kept until the
+ * release); the descriptor; stats.
  *
  * Each handle remembers the version it last returned (or that its
  * predicate rejected): a receive returns the published value only if its
@@ -54,9 +55,19 @@ static int slot_reader(struct slot_conn *h)
 			                                 __ATOMIC_RELAXED))
 				continue;
 			__atomic_store_n(&e->pin, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&e->borrow, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&e->waiting, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&e->start_ns, mproc__self_start_ns(),
 			                 __ATOMIC_RELEASE);
+			/* Before any pin of this entry: writers scan to hwm. */
+			for (uint32_t hw = __atomic_load_n(&s->readers_hwm,
+			                                   __ATOMIC_SEQ_CST);
+			     hw < (uint32_t)i + 1 &&
+			     !__atomic_compare_exchange_n(&s->readers_hwm, &hw,
+			                                  (uint32_t)i + 1, 0,
+			                                  __ATOMIC_SEQ_CST,
+			                                  __ATOMIC_SEQ_CST);)
+				;
 			h->reader = i;
 			h->reader_pid = me;
 			return i;
@@ -68,12 +79,14 @@ static int slot_reader(struct slot_conn *h)
 /*
  * slot_try: one look at the published value. Returns 0 (taken into m),
  * 1 (nothing newer than h->last; *seen the word looked at), or a negative
- * errno. Handle mutex held.
+ * errno. With lend, the value is not copied: the entry's borrow pin stays
+ * on its buffer and m->data points at it. Handle mutex held.
  */
 static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
                     mproc_msg *m, mproc_match_fn match, void *arg,
-                    uint64_t *seen)
+                    uint64_t *seen, int lend)
 {
+	uint32_t *pin = lend ? &e->borrow : &e->pin;
 	struct mproc__slot_shared *s = h->s;
 	const struct mproc__slot_buf *b;
 	uint64_t cur, ver;
@@ -91,10 +104,10 @@ static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
 		if (i >= h->nbuf)
 			return -EPROTO;
 		/* Pin, then check the word did not move (see layout.h). */
-		__atomic_store_n(&e->pin, i + 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(pin, i + 1, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&s->cur, __ATOMIC_SEQ_CST) == cur)
 			break;
-		__atomic_store_n(&e->pin, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(pin, 0, __ATOMIC_RELEASE);
 	}
 	b = &s->buf[i];
 	src = slot_buf_data(h, i);
@@ -122,6 +135,19 @@ static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
 		}
 		rc = 0;
 	}
+	if (lend) {
+		/* The pin stays: the buffer is the caller's to read until
+		 * the release, and no writer takes it meanwhile. */
+		m->request = b->request;
+		m->sender = b->sender;
+		m->recipient = b->recipient;
+		m->size = size;
+		m->data = (void *)src;
+		h->last = ver;
+		h->borrowed = i + 1;
+		h->borrow_pid = mproc__self_pid();
+		return 0;
+	}
 	if (size > m->capacity) {
 		m->size = size; /* the value stays for the next receive */
 		rc = -EMSGSIZE;
@@ -140,12 +166,19 @@ static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
 	m->size = size;
 	h->last = ver;
 out:
-	__atomic_store_n(&e->pin, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(pin, 0, __ATOMIC_RELEASE);
 	return rc;
 }
 
-int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
-                     void *arg, int timeout_ms)
+/* Does this process hold a borrow on h? Handle mutex held. */
+static int slot_lending(const struct slot_conn *h)
+{
+	return h->borrowed != 0 && h->borrow_pid == mproc__self_pid() &&
+	       h->reader >= 0 && h->reader_pid == h->borrow_pid;
+}
+
+static int slot_get(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                    void *arg, int timeout_ms, int lend)
 {
 	struct slot_conn *h = slot_of(c);
 	struct mproc__slot_shared *s = h->s;
@@ -163,9 +196,11 @@ int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
 	mproc__deadline_set(&d, timeout_ms);
 	for (;;) {
 		pthread_mutex_lock(&h->mu);
-		if ((rc = slot_reader(h)) >= 0) {
+		if (lend && slot_lending(h))
+			rc = -EBUSY;
+		else if ((rc = slot_reader(h)) >= 0) {
 			e = &s->readers[rc];
-			rc = slot_try(h, e, m, match, arg, &seen);
+			rc = slot_try(h, e, m, match, arg, &seen, lend);
 		}
 		pthread_mutex_unlock(&h->mu);
 		if (rc <= 0)
@@ -191,6 +226,43 @@ int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
 		if (rc < 0 && __atomic_load_n(&s->cur, __ATOMIC_SEQ_CST) == seen)
 			return rc;
 	}
+}
+
+int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                     void *arg, int timeout_ms)
+{
+	return slot_get(c, m, match, arg, timeout_ms, 0);
+}
+
+/*
+ * Zero-copy: a borrow is a receive whose pin (the entry's borrow word)
+ * outlives the call; writers write into the other buffers meanwhile.
+ */
+int mproc__slot_borrow(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                       void *arg, int timeout_ms)
+{
+	return slot_get(c, m, match, arg, timeout_ms, 1);
+}
+
+int mproc__slot_release(mproc_conn *c, mproc_msg *m)
+{
+	struct slot_conn *h = slot_of(c);
+	struct mproc__slot_shared *s = h->s;
+	int rc = 0;
+
+	if (mproc__unlikely(mproc__slot_in_callback == s))
+		return -EDEADLK;
+	pthread_mutex_lock(&h->mu);
+	if (!slot_lending(h) || h->borrowed > h->nbuf ||
+	    m->data != (void *)slot_buf_data(h, h->borrowed - 1)) {
+		rc = -EINVAL;
+	} else {
+		__atomic_store_n(&s->readers[h->reader].borrow, 0,
+		                 __ATOMIC_RELEASE);
+		h->borrowed = 0;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return rc;
 }
 
 int mproc__slot_fd(mproc_conn *c)

@@ -3,8 +3,8 @@
  * shared layout and the protocol are in slot/layout.h.
  *
  * Files: open.c (open, create, attach, close), send.c (claim a buffer,
- * fill it, publish), recv.c (pin, copy, the wait for a newer value, the
- * descriptor, stats).
+ * fill it, publish; reserve, commit, cancel), recv.c (pin, copy, the wait
+ * for a newer value, borrow and release, the descriptor, stats).
  */
 #ifndef MPROC_SLOT_SLOT_H
 #define MPROC_SLOT_SLOT_H
@@ -16,6 +16,11 @@
 #include "shm/name.h"
 #include "shm/poll.h"
 #include "slot/layout.h"
+
+/* A handle's reservation: none, being waited for, open. */
+#define SLOT_RES_NONE 0
+#define SLOT_RES_WAIT 1
+#define SLOT_RES_OPEN 2
 
 /* Sleepers look again this often (a waker may have died). */
 #define SLOT_SLICE_MS 100
@@ -31,7 +36,17 @@ struct slot_conn {
 	uint32_t flags;
 	uint64_t last;     /* the version this handle last returned (or
 	                      rejected); copied by fork, as the contract says */
-	pthread_mutex_t mu; /* threads of one process receive in turn */
+	pthread_mutex_t mu; /* threads of one process receive in turn; it
+	                       also guards the borrow fields */
+	uint32_t borrowed; /* buffer index + 1 lent by a borrow; 0: none */
+	pid_t borrow_pid;  /* the process that borrowed (a forked copy of the
+	                      handle has none) */
+	pthread_mutex_t zmu; /* guards the reservation fields (never held
+	                        while waiting) */
+	int res_state;     /* SLOT_RES_* */
+	uint32_t res_buf;  /* the claimed buffer, when SLOT_RES_OPEN */
+	uint32_t res_size; /* the bytes reserved */
+	pid_t res_pid;     /* the process that reserved */
 	int reader;        /* this process's entry in readers[]; -1: none */
 	pid_t reader_pid;
 	struct mproc__poller poll;
@@ -69,5 +84,14 @@ int mproc__slot_send(mproc_conn *c, const mproc_msg *m, int timeout_ms);
 int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
                      void *arg, int timeout_ms);
 int mproc__slot_fd(mproc_conn *c);
+int mproc__slot_reserve(mproc_conn *c, size_t size, void **buf,
+                        int timeout_ms);
+int mproc__slot_commit(mproc_conn *c, int32_t request, pid_t recipient,
+                       size_t size);
+int mproc__slot_cancel(mproc_conn *c);
+void mproc__slot_drop_reservation(struct slot_conn *h);
+int mproc__slot_borrow(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                       void *arg, int timeout_ms);
+int mproc__slot_release(mproc_conn *c, mproc_msg *m);
 
 #endif /* MPROC_SLOT_SLOT_H */
