@@ -157,6 +157,7 @@ struct mproc__slot_figures {
 	uint32_t readers;         /* live receiving handles */
 	uint32_t readers_waiting; /* of them, asleep for a newer value */
 	uint32_t pinned;     /* live readers copying a value out */
+	uint32_t borrowed;   /* live readers holding one (mproc_recv_borrow) */
 	uint32_t writing;    /* buffers being filled by live writers */
 	int pollers;
 };

@@ -406,10 +406,11 @@ static void stat_json_slot(const struct stat_obj *o)
 
 	printf(",\"version\":%llu,\"value_size\":%u,\"max_payload\":%u,"
 	       "\"buffers\":%u,\"recoveries\":%llu,\"readers\":%u,"
-	       "\"readers_waiting\":%u,\"copying\":%u,\"writing\":%u",
+	       "\"readers_waiting\":%u,\"copying\":%u,\"borrowed\":%u,"
+	       "\"writing\":%u",
 	       stat_ull(sl->version), sl->size, sl->max_payload, sl->buffers,
 	       stat_ull(sl->recoveries), sl->readers, sl->readers_waiting,
-	       sl->pinned, sl->writing);
+	       sl->pinned, sl->borrowed, sl->writing);
 	if (sl->version > 0)
 		printf(",\"request\":%d,\"sender\":%d,\"recipient\":%d",
 		       (int)sl->request, (int)sl->sender, (int)sl->recipient);
@@ -575,9 +576,11 @@ static void stat_full_slot(const struct stat_obj *o)
 	printf("recoveries:    %llu (dead writers' buffers taken back)\n",
 	       stat_ull(sl->recoveries));
 	printf("readers:       %u live (%u waiting for a newer value, %u "
-	       "copying one out)\n",
-	       sl->readers, sl->readers_waiting, sl->pinned);
-	printf("writing:       %u\n", sl->writing);
+	       "copying one out, %u holding one borrowed)\n",
+	       sl->readers, sl->readers_waiting, sl->pinned, sl->borrowed);
+	printf("writing:       %u (filling a buffer, reservations "
+	       "included)\n",
+	       sl->writing);
 	printf("pollers:       %d\n", sl->pollers);
 }
 

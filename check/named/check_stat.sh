@@ -318,21 +318,22 @@ done
 	bad "stale bus: readers live: $(jsubs "$out")"
 
 # 9. A named slot: 5 values published, the last of 300 bytes; a reader
-# took it and sleeps for a newer one.
+# took it and sleeps for a newer one, another holds it borrowed, and the
+# creator holds a reservation.
 slot="/slot-$$"
 "$peer" slot "$slot" 5 300 30 > "$dir/.slot" 2>&1 &
 shold=$!
 pids="$pids $shold"
 wait_line "$dir/.slot" ready || { bad "the slot did not start"; cat "$dir/.slot"; exit 1; }
-read -r _ sr < "$dir/.slot"
-pids="$pids $sr"
+read -r _ sr sl < "$dir/.slot"
+pids="$pids $sr $sl"
 "$stat" --json "$slot" > "$out"; rc=$?
 [ "$rc" -eq 0 ] || bad "slot: exit $rc"
 jcheck "$out" || bad "slot: not JSON: $(cat "$out")"
-for kv in name="$slot" kind=slot mode=0600 holders=2 stale=false \
+for kv in name="$slot" kind=slot mode=0600 holders=3 stale=false \
 	corrupt=false version=5 value_size=300 max_payload=4096 buffers=8 \
-	recoveries=0 readers=1 request=1025 sender="$shold" recipient=0 \
-	writing=0; do
+	recoveries=0 readers=2 request=1025 sender="$shold" recipient=0 \
+	copying=0 borrowed=1 writing=1; do
 	expect "$out" "${kv%%=*}" "${kv#*=}" slot
 done
 # Asleep: the reader wakes every 200 ms to look again, so ask a few times.
@@ -342,11 +343,11 @@ until "$stat" --json "$slot" > "$out" && flat "$out" &&
 	i=$((i + 1)); [ "$i" -lt 50 ] || { bad "slot: readers_waiting never 1"; break; }
 done
 "$stat" > "$out"
-grep -q "^slot  *$slot  *0600  *2  *5  *300 *no *$" "$out" || bad "slot list: $(cat "$out")"
+grep -q "^slot  *$slot  *0600  *3  *5  *300 *no *$" "$out" || bad "slot list: $(cat "$out")"
 "$stat" "$slot" > "$out"
 grep -q "^version: *5$" "$out" && grep -q "^value: *300 bytes, request 1025" "$out" ||
 	bad "slot full view: $(cat "$out")"
-kill -9 "$shold" "$sr"
+kill -9 "$shold" "$sr" "$sl"
 wait "$shold" 2>/dev/null
 
 # 10. Bus and slot files scribbled on: exit 0, corrupt true, none of the

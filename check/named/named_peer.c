@@ -36,8 +36,10 @@
  *                                        publish V values (the last SIZE
  *                                        bytes, request MPROC_USER + 1), fork
  *                                        a reader that takes it and waits
- *                                        for a newer one; print "ready PID",
- *                                        stay SECONDS (30), exit
+ *                                        for a newer one and a reader that
+ *                                        borrows it and holds it, reserve a
+ *                                        buffer and hold it; print "ready
+ *                                        PID1 PID2", stay SECONDS (30), exit
  *   named_peer scribble FILE WHAT        write over one field of the bus or
  *                                        slot file FILE (not through the
  *                                        library): bus-words (tail beyond
@@ -400,9 +402,10 @@ static int peer_slot(const char *name, long v, uint32_t size, long seconds)
 {
 	mproc_slot_opts o = { .max_payload = PEER_MAX_PAYLOAD };
 	long long end = peer_now_ms() + seconds * 1000;
-	pid_t kid, me = getpid();
+	pid_t kid, lender, me = getpid();
 	int done[2], rc, st, fail = 0;
 	mproc_conn *sl;
+	void *res;
 	char c;
 
 	if (v < 1 || size > PEER_MAX_PAYLOAD)
@@ -433,16 +436,42 @@ static int peer_slot(const char *name, long v, uint32_t size, long seconds)
 		}
 		_exit(mproc_close(sl) == 0 ? 0 : 1);
 	}
-	if (read(done[0], &c, 1) != 1) {
+	if ((lender = fork()) < 0) {
+		kill(kid, SIGKILL);
+		waitpid(kid, &st, 0);
+		return peer_fail("fork", -errno);
+	}
+	if (lender == 0) {
+		mproc_msg m = { 0 };
+
+		if ((rc = mproc_recv_borrow(sl, &m, NULL, NULL, PEER_WAIT_MS)) != 0)
+			_exit(peer_fail("slot borrow", rc));
+		if (m.size != size || write(done[1], "d", 1) != 1)
+			_exit(1);
+		peer_stay(end, me);
+		if ((rc = mproc_recv_release(sl, &m)) != 0)
+			_exit(peer_fail("slot release", rc));
+		_exit(mproc_close(sl) == 0 ? 0 : 1);
+	}
+	if ((rc = mproc_send_reserve(sl, 16, &res, PEER_WAIT_MS)) != 0)
+		fail = peer_fail("slot reserve", rc);
+	if (fail || read(done[0], &c, 1) != 1 || read(done[0], &c, 1) != 1) {
 		fail = 1;
 	} else {
-		printf("ready %d\n", (int)kid);
+		printf("ready %d %d\n", (int)kid, (int)lender);
 		fflush(stdout);
 		peer_stay(end, 0);
 	}
-	if (fail)
+	if (!fail && (rc = mproc_send_cancel(sl)) != 0)
+		fail = peer_fail("slot cancel", rc);
+	if (fail) {
 		kill(kid, SIGKILL);
+		kill(lender, SIGKILL);
+	}
 	if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		fail = 1;
+	if (waitpid(lender, &st, 0) != lender || !WIFEXITED(st) ||
 	    WEXITSTATUS(st) != 0)
 		fail = 1;
 	return mproc_close(sl) == 0 && !fail ? 0 : 1;

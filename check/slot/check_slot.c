@@ -16,6 +16,7 @@
 
 #include "check_common.h"
 #include "internal.h"
+#include "slot/slot.h"
 
 #define T 5000 /* ms: every blocking call in these tests */
 
@@ -160,22 +161,34 @@ END_TEST
 START_TEST(test_slot_fork_starts_where_parent_stood)
 {
 	mproc_conn *s = slot_new(0);
+	struct pollfd pf;
 	uint64_t v;
+	int looked[2];
 	pid_t pid;
 
 	ck_assert_int_eq(send_u64(s, 1), 0);
 	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(pipe(looked), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		uint64_t w;
 
+		close(looked[0]);
 		child_assert(recv_u64(s, &w, MPROC_NOWAIT) == -EAGAIN);
+		child_assert(write(looked[1], "l", 1) == 1);
 		child_assert(recv_u64(s, &w, T) == 0 && w == 2);
 		mproc_close(s);
 		_exit(0);
 	}
-	usleep(20000);
+	/* The next value only once the child has looked (a slow child,
+	 * under valgrind, would see it at its first look). */
+	close(looked[1]);
+	pf.fd = looked[0];
+	pf.events = POLLIN;
+	ck_assert_int_eq(poll(&pf, 1, T), 1);
+	close(looked[0]);
+	usleep(20000); /* most likely asleep in its receive by now */
 	ck_assert_int_eq(send_u64(s, 2), 0);
 	check_reap_ok(pid, T);
 	ck_assert_int_eq(recv_u64(s, &v, MPROC_NOWAIT), 0);
@@ -924,6 +937,223 @@ START_TEST(test_slot_random_kills)
 }
 END_TEST
 
+/*
+ * A writer taking back a dead writer's buffer used to store its pid (the
+ * compare-and-swap) before its start, so for a moment the buffer said (a
+ * live writer, the dead one's older start); another writer looking then
+ * judged that pid reused, took the buffer too (a second recovery), and
+ * two writers filled one buffer: a value could be published torn. Here
+ * one buffer is a dead writer's (killed mid-copy), every other spare one
+ * is claimed by this live process, and 16 fresh writers (their first send
+ * reads their start from /proc, which widens the moment) race for it:
+ * exactly one may take it back. About 1 round in 100 showed two (some 150
+ * rounds a second).
+ */
+START_TEST(test_slot_live_claim_never_taken)
+{
+	long long end = check_now_ms() + check_scale_ms(1000);
+	int rounds = 0;
+
+	while (check_now_ms() < end) {
+		mproc_conn *c = slot_new(64);
+		struct mproc__slot_shared *s = slot_of(c)->s;
+		uint64_t v = 0;
+		mproc_msg m = { .request = MPROC_USER, .data = &v, .size = 8 };
+		pid_t d, kids[16];
+		int go[2];
+		uint32_t cur;
+
+		ck_assert_int_eq(mproc_send_msg(c, &m, MPROC_NOWAIT), 0);
+		d = fork();
+		ck_assert_int_ge(d, 0);
+		if (d == 0) {
+			mproc__crash_point = MPROC__CRASH_SEND_COPY;
+			mproc__crash_countdown = 1;
+			mproc_send_msg(c, &m, MPROC_NOWAIT);
+			_exit(3);
+		}
+		reap_killed(d);
+		cur = SLOT_CUR_INDEX(s->cur);
+		for (uint32_t i = 0; i < s->nbuf; i++) {
+			if (i == cur)
+				continue;
+			if (s->buf[i].writer == d) {
+				/* It started long before them (starts are
+				 * counted in 10 ms ticks). */
+				s->buf[i].writer_start = 1;
+				continue;
+			}
+			ck_assert_int_eq(s->buf[i].writer, 0);
+			s->buf[i].writer_start = mproc__self_start_ns();
+			s->buf[i].writer = getpid();
+		}
+		ck_assert_int_eq(pipe(go), 0);
+		for (int k = 0; k < 16; k++) {
+			kids[k] = fork();
+			ck_assert_int_ge(kids[k], 0);
+			if (kids[k] == 0) {
+				char x;
+
+				close(go[1]);
+				child_assert(read(go[0], &x, 1) == 0);
+				mproc_send_msg(c, &m, MPROC_NOWAIT);
+				_exit(0);
+			}
+		}
+		close(go[0]);
+		usleep(1000);
+		close(go[1]); /* all at once */
+		for (int k = 0; k < 16; k++)
+			check_reap_ok(kids[k], T);
+		rounds++;
+		ck_assert_msg(s->recoveries == 1,
+		              "round %d: the dead writer's buffer taken back %d "
+		              "times", rounds, (int)s->recoveries);
+		mproc_close(c);
+	}
+}
+END_TEST
+
+/*
+ * The same for the readers' entries: a reader taking back a dead reader's
+ * entry was judged, for a moment, by the dead one's start, and a second
+ * reader took the entry too; the two then shared one pin, and a writer
+ * could reuse a buffer one of them was copying. One entry is a dead
+ * reader's, every other one is this live process's, and 32 fresh readers
+ * race: each must own the entry it reads with (its pid there after its
+ * receive).
+ */
+START_TEST(test_slot_live_reader_never_taken)
+{
+	long long end = check_now_ms() + check_scale_ms(1000);
+	int rounds = 0;
+
+	while (check_now_ms() < end) {
+		mproc_conn *c = slot_new(64);
+		struct mproc__slot_shared *s = slot_of(c)->s;
+		uint64_t v = 0;
+		pid_t d, kids[32];
+		int go[2], lost = 0;
+
+		ck_assert_int_eq(send_u64(c, 1), 0);
+		d = fork();
+		ck_assert_int_ge(d, 0);
+		if (d == 0) {
+			child_assert(recv_u64(c, &v, T) == 0);
+			_exit(0);
+		}
+		check_reap_ok(d, T);
+		for (int i = 0; i < MPROC__SLOT_READERS; i++) {
+			if (s->readers[i].pid == d) {
+				s->readers[i].start_ns = 1; /* long before */
+				continue;
+			}
+			ck_assert_int_eq(s->readers[i].pid, 0);
+			s->readers[i].start_ns = mproc__self_start_ns();
+			s->readers[i].pid = getpid();
+		}
+		ck_assert_int_eq(pipe(go), 0);
+		for (int k = 0; k < 32; k++) {
+			kids[k] = fork();
+			ck_assert_int_ge(kids[k], 0);
+			if (kids[k] == 0) {
+				struct slot_conn *h = slot_of(c);
+				char x;
+
+				close(go[1]);
+				child_assert(read(go[0], &x, 1) == 0);
+				h->last = 0;
+				if (recv_u64(c, &v, MPROC_NOWAIT) != 0)
+					_exit(0); /* -EUSERS: no entry */
+				_exit(s->readers[h->reader].pid == getpid() ? 0 : 9);
+			}
+		}
+		close(go[0]);
+		usleep(1000);
+		close(go[1]);
+		for (int k = 0; k < 32; k++) {
+			int st = check_wait_child(kids[k], T);
+
+			ck_assert(WIFEXITED(st));
+			lost += WEXITSTATUS(st) == 9;
+		}
+		rounds++;
+		ck_assert_msg(lost == 0, "round %d: %d readers lost their entry",
+		              rounds, lost);
+		mproc_close(c);
+	}
+}
+END_TEST
+
+/*
+ * The descriptor's poller slots (shm/poll, every kind's) the same way: a
+ * handle taking back a dead poller's slot must not be robbed by another
+ * (which would leave it bound to a name no wake is sent to). One slot is
+ * a dead process's, every other one this live process's, and 16 fresh
+ * processes ask for a descriptor at once: each must own the slot its
+ * descriptor is for.
+ */
+START_TEST(test_slot_live_poller_never_taken)
+{
+	long long end = check_now_ms() + check_scale_ms(1000);
+	int rounds = 0;
+
+	while (check_now_ms() < end) {
+		mproc_conn *c = slot_new(64);
+		struct slot_conn *h = slot_of(c);
+		struct mproc__poll_table *t = &h->s->poll.table;
+		pid_t d, kids[16];
+		int go[2], lost = 0;
+
+		d = fork();
+		ck_assert_int_ge(d, 0);
+		if (d == 0) {
+			child_assert(mproc_fd(c) >= 0);
+			_exit(0); /* its slot stays claimed */
+		}
+		check_reap_ok(d, T);
+		for (int i = 0; i < MPROC__POLLERS; i++) {
+			if (t->slot[i].pid == d) {
+				t->slot[i].start_ns = 1; /* long before */
+				continue;
+			}
+			ck_assert_int_eq(t->slot[i].pid, 0);
+			t->slot[i].start_ns = mproc__self_start_ns();
+			t->slot[i].pid = getpid();
+		}
+		ck_assert_int_eq(pipe(go), 0);
+		for (int k = 0; k < 16; k++) {
+			kids[k] = fork();
+			ck_assert_int_ge(kids[k], 0);
+			if (kids[k] == 0) {
+				char x;
+
+				close(go[1]);
+				child_assert(read(go[0], &x, 1) == 0);
+				if (mproc_fd(c) < 0)
+					_exit(0); /* -EMFILE: none left */
+				_exit(t->slot[h->poll.slot].pid == getpid() ? 0 : 9);
+			}
+		}
+		close(go[0]);
+		usleep(1000);
+		close(go[1]);
+		for (int k = 0; k < 16; k++) {
+			int st = check_wait_child(kids[k], T);
+
+			ck_assert(WIFEXITED(st));
+			lost += WEXITSTATUS(st) == 9;
+		}
+		rounds++;
+		ck_assert_msg(lost == 0, "round %d: %d pollers lost their slot",
+		              rounds, lost);
+		for (int i = 0; i < MPROC__POLLERS; i++)
+			t->slot[i].pid = 0; /* nothing for close to find */
+		mproc_close(c);
+	}
+}
+END_TEST
+
 /* Named: a program exec'd after the slot was made attaches by name. */
 static char named_dir[64];
 
@@ -1142,6 +1372,9 @@ static Suite *slot_suite(void)
 	tcase_add_test(tc, test_slot_killed_readers_block_nobody);
 	tcase_add_test(tc, test_slot_random_kills);
 	tcase_add_test(tc, test_slot_descriptor);
+	tcase_add_test(tc, test_slot_live_claim_never_taken);
+	tcase_add_test(tc, test_slot_live_reader_never_taken);
+	tcase_add_test(tc, test_slot_live_poller_never_taken);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tn, CHECK_TIMEOUT);
 	tcase_add_checked_fixture(tn, named_setup, named_teardown);

@@ -41,7 +41,20 @@ void mproc__poller_init(struct mproc__poller *p)
 	p->wake_fd = -1;
 }
 
-/* Claim a free slot, or one whose process is gone. -EMFILE: all busy. */
+/* A slot being freed: its start first, to 0 (judged by the pid alone). */
+static void poll_free(struct mproc__poll_slot *sl)
+{
+	__atomic_store_n(&sl->start_ns, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&sl->pid, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * Claim a free slot, or one whose process is gone. -EMFILE: all busy.
+ * A slot changing hands has start 0 until its new pid is there (free
+ * slots have it; a gone process's is moved to it by compare-and-swap
+ * first): a live claimer is never judged by the previous one's older
+ * start, taken for a reused pid and robbed.
+ */
 static int poll_claim(struct mproc__poll_table *t, uint32_t *gen)
 {
 	pid_t me = mproc__self_pid();
@@ -53,12 +66,16 @@ static int poll_claim(struct mproc__poll_table *t, uint32_t *gen)
 		for (i = 0; i < MPROC__POLLERS; i++) {
 			struct mproc__poll_slot *sl = &t->slot[i];
 			int32_t p = __atomic_load_n(&sl->pid, __ATOMIC_ACQUIRE);
+			uint64_t ps = __atomic_load_n(&sl->start_ns,
+			                              __ATOMIC_RELAXED);
 
 			if (p != 0 &&
-			    (pass == 0 ||
-			     !mproc__live_gone(&lc, p,
-			                       __atomic_load_n(&sl->start_ns,
-			                                       __ATOMIC_RELAXED))))
+			    (pass == 0 || !mproc__live_gone(&lc, p, ps)))
+				continue;
+			if (p != 0 &&
+			    !__atomic_compare_exchange_n(&sl->start_ns, &ps, 0, 0,
+			                                 __ATOMIC_SEQ_CST,
+			                                 __ATOMIC_RELAXED))
 				continue;
 			if (!__atomic_compare_exchange_n(&sl->pid, &p, me, 0,
 			                                 __ATOMIC_SEQ_CST,
@@ -111,7 +128,7 @@ static int poll_fd_locked(struct mproc__poll_table *t, struct mproc__poller *p)
 	if (bind(fd, (struct sockaddr *)&sa, len) < 0) {
 		rc = -errno;
 		close(fd);
-		__atomic_store_n(&t->slot[slot].pid, 0, __ATOMIC_RELEASE);
+		poll_free(&t->slot[slot]);
 		return rc;
 	}
 	/* Readable from the start: what was sent before this handle asked
@@ -225,8 +242,7 @@ void mproc__poll_close(uint64_t *armed, struct mproc__poll_table *t,
 		if (p->pid == mproc__self_pid() && armed != NULL && t != NULL) {
 			__atomic_fetch_and(armed, ~(1ull << p->slot),
 			                   __ATOMIC_SEQ_CST);
-			__atomic_store_n(&t->slot[p->slot].pid, 0,
-			                 __ATOMIC_RELEASE);
+			poll_free(&t->slot[p->slot]);
 		}
 		close(p->fd);
 		p->fd = -1;

@@ -101,6 +101,9 @@ int mproc__slot_inspect(const void *map, size_t len,
 		pin = __atomic_load_n(&e->pin, __ATOMIC_RELAXED);
 		if (pin != 0 && pin <= out->buffers)
 			out->pinned++;
+		pin = __atomic_load_n(&e->borrow, __ATOMIC_RELAXED);
+		if (pin != 0 && pin <= out->buffers)
+			out->borrowed++;
 	}
 	for (uint32_t k = 0; k < out->buffers; k++) {
 		int32_t w = __atomic_load_n(&s->buf[k].writer, __ATOMIC_ACQUIRE);

@@ -22,7 +22,10 @@
  * Dekker pair: one of the two sees the other). Pins and claims of dead
  * processes (pid gone, or reused by a later process) count as free, so a
  * killed reader blocks nobody and a killed writer's half-filled buffer is
- * taken back when a writer needs it.
+ * taken back when a writer needs it. A dead one's buffer or entry is
+ * taken back start first (to NO_START, by compare-and-swap), then the
+ * pid: while it changes hands it is judged by the pid alone, never a live
+ * taker by the dead one's older start.
  *
  * Zero-copy is the same protocol held open: a reservation is a writer's
  * claim kept from mproc_send_reserve to the commit (which publishes it as

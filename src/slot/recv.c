@@ -36,12 +36,19 @@ static int slot_reader(struct slot_conn *h)
 		for (int i = 0; i < MPROC__SLOT_READERS; i++) {
 			struct mproc__slot_reader *e = &s->readers[i];
 			int32_t p = __atomic_load_n(&e->pid, __ATOMIC_ACQUIRE);
+			uint64_t ps = __atomic_load_n(&e->start_ns,
+			                              __ATOMIC_RELAXED);
 
 			if (p != 0 &&
-			    (pass == 0 ||
-			     mproc__live_gone(&lc, p,
-			                      __atomic_load_n(&e->start_ns,
-			                                      __ATOMIC_RELAXED)) == 0))
+			    (pass == 0 || mproc__live_gone(&lc, p, ps) == 0))
+				continue;
+			/* A dead reader's entry: its start first, as for a
+			 * writer's buffer (slot_claim in send.c). */
+			if (p != 0 &&
+			    !__atomic_compare_exchange_n(&e->start_ns, &ps,
+			                                 MPROC__SLOT_NO_START, 0,
+			                                 __ATOMIC_SEQ_CST,
+			                                 __ATOMIC_RELAXED))
 				continue;
 			if (!__atomic_compare_exchange_n(&e->pid, &p, me, 0,
 			                                 __ATOMIC_SEQ_CST,

@@ -79,16 +79,23 @@ static int slot_claim(struct slot_conn *h)
 			struct mproc__slot_buf *b = &s->buf[i];
 			uint64_t cur = __atomic_load_n(&s->cur, __ATOMIC_SEQ_CST);
 			int32_t w = __atomic_load_n(&b->writer, __ATOMIC_ACQUIRE);
+			uint64_t ws;
 			int dead = 0;
 
 			if (SLOT_CUR_INDEX(cur) == i)
 				continue;
 			if (w != 0) {
-				if (pass == 0 ||
-				    !mproc__live_gone(
-				            &lc, w,
-				            __atomic_load_n(&b->writer_start,
-				                            __ATOMIC_RELAXED)))
+				ws = __atomic_load_n(&b->writer_start,
+				                     __ATOMIC_RELAXED);
+				if (pass == 0 || !mproc__live_gone(&lc, w, ws))
+					continue;
+				/* Its start first: while the pid changes hands
+				 * the buffer is judged by the pid alone, never
+				 * a live claimer by the dead one's start. */
+				if (!__atomic_compare_exchange_n(
+				            &b->writer_start, &ws,
+				            MPROC__SLOT_NO_START, 0, __ATOMIC_SEQ_CST,
+				            __ATOMIC_RELAXED))
 					continue;
 				dead = 1;
 			}
