@@ -323,6 +323,8 @@ START_TEST(test_zc_close_and_fork)
 	if (pid == 0) {
 		child_assert(mproc_send_commit(q2, MPROC_DO, 0, 10) == -EINVAL);
 		child_assert(mproc_send_cancel(q2) == -EINVAL);
+		mproc_close(q2);
+		mproc_close(q);
 		_exit(0);
 	}
 	check_reap_ok(pid, 5000);
@@ -359,6 +361,8 @@ START_TEST(test_zc_mixed_4x4)
 
 				child_assert(rc == 0);
 			}
+			mproc_close(q);
+			mproc_close(res);
 			_exit(0);
 		}
 	}
@@ -387,6 +391,8 @@ START_TEST(test_zc_mixed_4x4)
 				if (rc == 0 && m.request == MPROC_DIE) {
 					if (i % 2)
 						child_assert(mproc_recv_release(q, &m) == 0);
+					mproc_close(q);
+					mproc_close(res);
 					_exit(0);
 				}
 				child_assert(rc == 0);
