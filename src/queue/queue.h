@@ -399,13 +399,76 @@ static inline int mproc__queue_rsv_mine(const struct queue_conn *q)
 	       pthread_equal(q->rsv_thread, pthread_self());
 }
 
-/* send.c: do len more bytes fit after the send words p? 1, 0, -EPROTO. */
-int mproc__queue_room(struct queue_conn *q, const uint64_t *p, uint64_t len);
 /* Make the leased record at off visible again (receive lock held; v
  * follows the commit). */
 int mproc__queue_unlease_locked(struct queue_conn *q, struct queue_view *v,
                                 uint64_t off, const struct mproc__rec *r,
                                 int *wake);
+/* send.c: do len more bytes fit after the send words p? 1, 0, -EPROTO. */
+int mproc__queue_room(struct queue_conn *q, const uint64_t *p, uint64_t len);
+
+/* The padding a record of len bytes at tail needs to be contiguous: 0,
+ * the bytes left to the ring's end, or a header's worth when fewer than
+ * that are left (the pad's header then wraps, and the record starts just
+ * after it, at the ring's start). */
+static inline uint64_t queue_pad(const struct queue_conn *q, uint64_t tail,
+                                 uint64_t len)
+{
+	uint64_t pos = mproc__ring_pos(&q->ring, tail), left;
+
+	if (pos + len <= q->ring.cap)
+		return 0;
+	left = q->ring.cap - pos;
+	return left >= MPROC__REC_HDR ? left : MPROC__REC_HDR;
+}
+
+/*
+ * queue_take_room: the send lock, with room after tail for a record of
+ * len bytes (contiguous: in one piece, a pad before it if need be, *pad
+ * its bytes), waiting for receivers up to d. Returns 0 with the lock held
+ * and the send words in p, or a negative errno with it released. Inline:
+ * send's and reserve's copies are each specialised on contiguous.
+ */
+static inline int queue_take_room(struct queue_conn *q,
+                                  const struct mproc__deadline *d,
+                                  int timeout_ms, uint64_t len,
+                                  int contiguous, uint64_t *p, uint64_t *pad)
+{
+	struct mproc__queue_shared *s = q->s;
+	struct mproc__side *sd = &s->send;
+	struct queue_watch wt;
+	int rc, spun = 0;
+
+	for (;;) {
+		if (LOAD(&s->shutdown))
+			return -ESHUTDOWN;
+		if ((rc = queue_lock(q, sd, d)) < 0)
+			return rc;
+		mproc__words_load(sd, p, QP_WORDS);
+		if (LOAD(&s->shutdown)) {
+			mproc__unlock(&sd->lock);
+			return -ESHUTDOWN;
+		}
+		*pad = contiguous ? queue_pad(q, p[QP_TAIL], len) : 0;
+		if ((rc = mproc__queue_room(q, p, *pad + len)) != 0)
+			break;
+		/* Full: wait for a receiver to move the head (or gone). */
+		wt.w[0] = &s->recv.w[QC_HEAD];
+		wt.v[0] = q->head_seen = ACQUIRE(wt.w[0]);
+		wt.w[1] = q->max_messages != 0 ? &s->recv.w[QC_GONE] : NULL;
+		wt.v[1] = wt.w[1] != NULL ? ACQUIRE(wt.w[1]) : 0;
+		if ((rc = mproc__queue_wait(q, sd, d, timeout_ms, &spun, &wt,
+		                            &s->send_waiting, &s->space_seq,
+		                            MPROC__FUTEX_ALL)) < 0)
+			return rc;
+	}
+	if (rc < 0) {
+		mproc__unlock(&sd->lock);
+		return rc;
+	}
+	return 0;
+}
+
 /* zerocopy.c */
 int mproc__queue_reserve(mproc_conn *c, size_t size, void **buf,
                          int timeout_ms);

@@ -49,11 +49,10 @@ int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 	struct mproc__queue_shared *s = q->s;
 	struct mproc__side *sd = &s->send;
 	struct mproc__deadline d;
-	struct queue_watch wt;
 	uint64_t p[QP_WORDS], np[QP_WORDS];
 	struct mproc__rec r;
-	uint64_t len;
-	int rc, spun = 0;
+	uint64_t len, pad;
+	int rc;
 
 	if (m->size > q->max_payload)
 		return -EMSGSIZE;
@@ -79,32 +78,8 @@ int mproc__queue_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 	}
 	mproc__deadline_set(&d, timeout_ms);
 
-	for (;;) {
-		if (LOAD(&s->shutdown))
-			return -ESHUTDOWN;
-		if ((rc = queue_lock(q, sd, &d)) < 0)
-			return rc;
-		mproc__words_load(sd, p, QP_WORDS);
-		if (LOAD(&s->shutdown)) {
-			mproc__unlock(&sd->lock);
-			return -ESHUTDOWN;
-		}
-		if ((rc = mproc__queue_room(q, p, len)) != 0)
-			break;
-		/* Full: wait for a receiver to move the head (or gone). */
-		wt.w[0] = &s->recv.w[QC_HEAD];
-		wt.v[0] = q->head_seen = ACQUIRE(wt.w[0]);
-		wt.w[1] = q->max_messages != 0 ? &s->recv.w[QC_GONE] : NULL;
-		wt.v[1] = wt.w[1] != NULL ? ACQUIRE(wt.w[1]) : 0;
-		if ((rc = mproc__queue_wait(q, sd, &d, timeout_ms, &spun, &wt,
-		                            &s->send_waiting, &s->space_seq,
-		                            MPROC__FUTEX_ALL)) < 0)
-			return rc;
-	}
-	if (rc < 0) {
-		mproc__unlock(&sd->lock);
+	if ((rc = queue_take_room(q, &d, timeout_ms, len, 0, p, &pad)) < 0)
 		return rc;
-	}
 
 	/* Room at tail: write the record where nobody reads, then commit. */
 	r.id = p[QP_SENT];

@@ -25,20 +25,6 @@
 
 #include "queue/queue.h"
 
-/* The padding a record of len bytes at tail needs to be contiguous: 0,
- * the bytes left to the ring's end, or a header's worth when fewer than
- * that are left (the pad's header then wraps, and the record starts just
- * after it, at the ring's start). */
-static uint64_t zc_pad(const struct queue_conn *q, uint64_t tail, uint64_t len)
-{
-	uint64_t pos = mproc__ring_pos(&q->ring, tail), left;
-
-	if (pos + len <= q->ring.cap)
-		return 0;
-	left = q->ring.cap - pos;
-	return left >= MPROC__REC_HDR ? left : MPROC__REC_HDR;
-}
-
 /* Claim the handle's reservation (or borrow) state: -EBUSY if this
  * process has one open. A copy inherited by fork() is not this
  * process's: it is forgotten. */
@@ -66,12 +52,10 @@ int mproc__queue_reserve(mproc_conn *c, size_t size, void **buf,
 {
 	struct queue_conn *q = queue_of(c);
 	struct mproc__queue_shared *s = q->s;
-	struct mproc__side *sd = &s->send;
 	struct mproc__deadline d;
-	struct queue_watch wt;
 	uint64_t p[QP_WORDS], len, pad = 0;
 	struct mproc__rec r;
-	int rc, spun = 0;
+	int rc;
 
 	if (size > q->max_payload)
 		return -EMSGSIZE;
@@ -83,34 +67,8 @@ int mproc__queue_reserve(mproc_conn *c, size_t size, void **buf,
 	if ((rc = zc_claim(&q->rsv_state, &q->rsv_pid)) < 0)
 		return rc;
 	mproc__deadline_set(&d, timeout_ms);
-	for (;;) {
-		rc = -ESHUTDOWN;
-		if (LOAD(&s->shutdown))
-			goto fail;
-		if ((rc = queue_lock(q, sd, &d)) < 0)
-			goto fail;
-		mproc__words_load(sd, p, QP_WORDS);
-		if (LOAD(&s->shutdown)) {
-			mproc__unlock(&sd->lock);
-			rc = -ESHUTDOWN;
-			goto fail;
-		}
-		pad = zc_pad(q, p[QP_TAIL], len);
-		if ((rc = mproc__queue_room(q, p, pad + len)) != 0)
-			break;
-		wt.w[0] = &s->recv.w[QC_HEAD];
-		wt.v[0] = q->head_seen = ACQUIRE(wt.w[0]);
-		wt.w[1] = q->max_messages != 0 ? &s->recv.w[QC_GONE] : NULL;
-		wt.v[1] = wt.w[1] != NULL ? ACQUIRE(wt.w[1]) : 0;
-		if ((rc = mproc__queue_wait(q, sd, &d, timeout_ms, &spun, &wt,
-		                            &s->send_waiting, &s->space_seq,
-		                            MPROC__FUTEX_ALL)) < 0)
-			goto fail;
-	}
-	if (rc < 0) {
-		mproc__unlock(&sd->lock);
+	if ((rc = queue_take_room(q, &d, timeout_ms, len, 1, p, &pad)) < 0)
 		goto fail;
-	}
 	if (pad != 0) {
 		/* Past tail, where nobody reads: published with the record. */
 		memset(&r, 0, sizeof(r));
