@@ -25,7 +25,9 @@ No threads.
     iterating an ``imap``, ``join``, ``apply_async``, ...). Between calls
     the workers keep working on what has been handed over, as far as the
     C pool's queues hold (``queue_capacity`` bytes of tasks, the same of
-    results). Several threads may use one pool; one of them at a time
+    results), but a worker that dies is replaced, and its task given to
+    another, only at the next call. Several threads may use one pool; one
+    of them at a time
     drives it, for all of them. ``callback`` and ``error_callback`` run in
     whichever thread collected the result, before ``get`` on that result
     returns (in multiprocessing they run in the result-handler thread).
@@ -37,9 +39,10 @@ The GIL is held while the C pool runs.
     later call), and a forked child runs Python code (the worker) at once,
     so the calls are made with the GIL held (``ctypes.PyDLL``): a child
     forked while another thread held the GIL would deadlock. The worker
-    then re-initialises the interpreter as ``os.fork`` does
-    (``PyOS_AfterFork_Child``: threading, locks, ``os.register_at_fork``
-    after-in-child hooks; the before-fork hooks do not run). So that other
+    re-initialises the interpreter as ``os.fork`` does, before it runs any
+    Python code (``PyOS_AfterFork_Child``: the GIL, threading, the import
+    lock, ``os.register_at_fork`` after-in-child hooks; the before-fork
+    hooks do not run). So that other
     threads and Ctrl-C are not locked out, the pool waits in slices of at
     most 50 ms (10 ms when the process has other threads); other threads
     run between slices. A program whose other threads must run smoothly
@@ -75,8 +78,21 @@ Lazy ``imap``.
 Limits.
     A pickled task or result is at most ``max_payload`` bytes (default
     1 MiB); a larger task fails with ``ValueError`` from ``get``, a
-    larger result with a ``ValueError`` raised in the worker. There is no
-    ``maxtasksperchild`` and no ``context``.
+    larger result with a ``ValueError`` raised in the worker. So that a
+    chunk's results fit, ``map``'s default chunksize is multiprocessing's
+    (the length over four times the workers, rounded up) but at most 1000
+    items; pass ``chunksize`` (or a larger ``max_payload``) for items whose
+    results are big or small. There is no ``maxtasksperchild`` and no
+    ``context``.
+
+Ending.
+    ``close`` then ``join`` waits for every task and stops the workers;
+    ``terminate`` (and leaving a ``with`` block) ends them at once with
+    SIGTERM, and SIGKILL a second later for one that ignores it. A pool
+    still running at interpreter exit is terminated (atexit), and one
+    garbage-collected while running warns (``ResourceWarning``) and is
+    terminated. Workers whose parent dies without any of that exit by
+    themselves after their current task.
 
 Errors: ``get`` raises the task's own exception (its remote traceback as
 ``__cause__``, a :class:`RemoteTraceback`), :class:`WorkerDied`, or
@@ -85,6 +101,7 @@ built-in ``TimeoutError``, so either ``except`` catches it); failing
 native calls raise ``mproc.Error``.
 """
 
+import atexit
 import builtins
 import collections
 import ctypes
@@ -98,6 +115,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 
 __all__ = ["Pool", "AsyncResult", "MapResult", "IMapIterator",
            "WorkerDied", "RemoteTraceback", "TimeoutError", "PoolStats"]
@@ -348,7 +366,8 @@ class _Worker:
             if len(data) > res.capacity:
                 return _send_error(res, ValueError(
                     f"the task's result is {len(data)} bytes pickled, over "
-                    f"the pool's max_payload of {res.capacity}"))
+                    f"the pool's max_payload of {res.capacity} (raise "
+                    f"max_payload, or give map a smaller chunksize)"))
             ctypes.memmove(res.data, data, len(data))
             res.size = len(data)
             return _OK
@@ -706,6 +725,21 @@ _SLICE = 0.05            # longest C wait with the GIL held, seconds
 _SLICE_THREADS = 0.01    # the same when the process has other threads
 _DRAIN_BATCH = 256       # results taken per step before feeding again
 _TERMINATE_DRAIN = 2.0   # seconds terminate waits for the C pool's verdicts
+_MAX_DEFAULT_CHUNK = 1000  # map's chunks: a chunk's results fit max_payload
+
+_live = weakref.WeakSet()  # pools to terminate at exit
+
+
+@atexit.register
+def _terminate_at_exit():
+    """Terminate the pools still running when the interpreter exits (as
+    multiprocessing does): workers busy with a long task would otherwise
+    run it to its end before they notice their parent is gone."""
+    for pool in list(_live):
+        try:
+            pool.terminate()
+        except Exception:
+            pass
 
 
 class Pool:
@@ -788,6 +822,7 @@ class Pool:
                        None, ctypes.byref(opts)))
         self._p = p
         self._state = _RUN
+        _live.add(self)
 
     # -- submitting ---------------------------------------------------------
 
@@ -830,6 +865,7 @@ class Pool:
             chunksize, extra = divmod(len(iterable), self._processes * 4)
             if extra:
                 chunksize += 1
+            chunksize = min(chunksize, _MAX_DEFAULT_CHUNK)
         elif chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize}")
         chunksize = max(chunksize, 1)
@@ -1045,6 +1081,9 @@ class Pool:
             self._state = _TERMINATE
             if self._p is None:
                 return
+            if os.getpid() != self._owner:
+                self._p = None  # a forked copy: the pool is not ours
+                return
             _flush_std()
             self._c.stop(self._p, 0, None, 0)
             self._finish()
@@ -1090,6 +1129,7 @@ class Pool:
         if self._c.stats(self._p, ctypes.byref(st)) == 0:
             self._final_stats = self._stats_from(st)
         p, self._p = self._p, None
+        _live.discard(self)
         self._c.free(p)
 
     def __enter__(self):
