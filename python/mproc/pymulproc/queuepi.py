@@ -95,11 +95,12 @@ class QueueCommunicationApi(interfaces.CommunicationApiInterface):
     def queue_join(self, timeout=None):
         """Wait until every message put on the queue has been received
         (``conn.join()``).  ``timeout`` (seconds, an mproc addition) bounds
-        the wait; the result is ``conn.join``'s.
+        the wait: TimeoutError if messages remain untaken when it runs out.
         """
         if timeout is None:
-            return self.conn.join()
-        return self.conn.join(timeout)
+            self.conn.join()
+        else:
+            self.conn.join(timeout)
 
 
 class Parent(QueueCommunicationApi):
