@@ -1,7 +1,7 @@
 """Tests of mproc.pymulproc: pymulproc 0.1.2's API on mproc's queue and pipe.
 
 pymulproc's README examples (pipe, 1:N queue, full duplex with a DIE pill)
-under fork and spawn, and the behaviours issue 14 names: send retries
+under fork, spawn and forkserver, and the behaviours issue 14 names: send retries
 ``loops`` puts of ``timeout`` then raises, receive returns False when
 nothing is there, a message for another process keeps its place and
 order, queue_join returns once the children have taken every message.
@@ -21,7 +21,7 @@ import mproc
 from mproc import pymulproc
 from mproc.pymulproc import errors, factory, mpq_protocol
 
-START_METHODS = ['fork', 'spawn']
+START_METHODS = ['fork', 'spawn', 'forkserver']
 JOIN_TIMEOUT = 30       # seconds a child may take before the test fails
 WAIT = 10               # seconds any one receive may wait in a test
 
