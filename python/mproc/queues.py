@@ -205,8 +205,12 @@ class Queue(Channel):
             if m.request in (PICKLE, NDARRAY):
                 return match(_codec.decode(m.request, memoryview(m.data),
                                            True))
-            if m.request == SPILL:
-                return False  # not read in a predicate: it would be gone
+            if m.request == SPILL:  # look at the file, leave it there
+                try:
+                    inner, buf = _codec.spill_read(memoryview(m.data), False)
+                except FileNotFoundError:
+                    return False  # taken meanwhile by another process
+                return match(_codec.decode(inner, memoryview(buf), True))
             return match(m)
         keep = self._py_match(obj_match)
         fn = ctypes.cast(keep, ctypes.c_void_p).value
