@@ -124,25 +124,10 @@ __all__ = ["Pool", "AsyncResult", "MapResult", "IMapIterator",
 # The library
 # ---------------------------------------------------------------------------
 
-try:
-    from . import _lib
-    _LIBRARY_PATH = _lib.LIBRARY_PATH
-    Error = _lib.Error
-    _check = _lib.check
-except (ImportError, AttributeError):  # until mproc._lib lands
-    _LIBRARY_PATH = os.environ.get("MPROC_LIBRARY", "libmproc.so.0")
+from . import _lib
+from ._lib import Error
 
-    class Error(OSError):
-        """A native mproc call failed (errno in .errno)."""
-
-    def _check(rc):
-        """Raise for a negative errno return, else return rc."""
-        if rc >= 0:
-            return rc
-        if rc == -errno.ETIMEDOUT:
-            raise builtins.TimeoutError(-rc, os.strerror(-rc))
-        raise Error(-rc, os.strerror(-rc))
-
+_Msg = _lib.Msg                       # struct mproc_msg
 _NOWAIT = 0
 _WORKER_DIED = -2**31                 # MPROC_TASK_WORKER_DIED (INT32_MIN)
 _FAIL_ON_DEATH = 1                    # MPROC_POOL_FAIL_ON_DEATH
@@ -150,13 +135,6 @@ _DEFAULT_MAX_PAYLOAD = 1 << 20
 _MIN_MAX_PAYLOAD = 1024
 
 _pid_t = ctypes.c_int
-
-
-class _Msg(ctypes.Structure):
-    """struct mproc_msg."""
-    _fields_ = [("request", ctypes.c_int32), ("sender", _pid_t),
-                ("recipient", _pid_t), ("size", ctypes.c_uint32),
-                ("data", ctypes.c_void_p), ("capacity", ctypes.c_uint32)]
 
 
 class _Result(ctypes.Structure):
@@ -190,11 +168,12 @@ _c = None  # the bound functions, loaded by the first Pool
 
 
 def _bind():
-    """Bind the pool calls, with the GIL held during each (PyDLL)."""
+    """Bind the pool calls, with the GIL held during each (PyDLL: the
+    library mproc._lib loaded, bound a second time)."""
     global _c
     if _c is not None:
         return _c
-    lib = ctypes.PyDLL(_LIBRARY_PATH)
+    lib = ctypes.PyDLL(_lib.LIBRARY_PATH)
     vp, i, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
     protos = {
         "mproc_pool_start": [ctypes.POINTER(vp), vp, vp,
@@ -817,7 +796,7 @@ class Pool:
         opts.flags = _FAIL_ON_DEATH if fail_on_death else 0
         p = ctypes.c_void_p()
         _flush_std()
-        _check(c.start(ctypes.byref(p), ctypes.cast(self._cfunc,
+        _lib.check(c.start(ctypes.byref(p), ctypes.cast(self._cfunc,
                                                     ctypes.c_void_p),
                        None, ctypes.byref(opts)))
         self._p = p
@@ -964,8 +943,7 @@ class Pool:
         if rc == -errno.EINVAL and os.getpid() != self._owner:
             raise RuntimeError(f"this pool belongs to process {self._owner}; "
                                f"only that process may use it")
-        _check(rc)
-        raise Error(-rc, os.strerror(-rc))
+        raise _lib.error(rc)
 
     def _take(self):
         """Give the result in self._res to its job."""
