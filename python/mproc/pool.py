@@ -49,6 +49,15 @@ The GIL is held while the C pool runs.
     while it waits for results should wait with short timeouts or keep
     the pool in a process of its own.
 
+Signals.
+    A KeyboardInterrupt (or any exception a signal handler raises) gets
+    out of a wait within a slice, and the pool stays usable: a result the
+    C pool handed over as the signal came is kept for its task. Python
+    can raise such an exception between any two steps, though, so one
+    that lands while a task is being handed over or a result given to
+    its job may, rarely, lose that task's result: after catching one,
+    wait with timeouts, or terminate the pool.
+
 Fork, and threads.
     Workers are forked copies of the parent as it was at the fork (the
     start of the pool, or the replacement of a dead worker), as with
@@ -357,10 +366,14 @@ class _Worker:
 
 
 def _send_error(res, exc):
-    """Write exc (pickled, with its traceback text) as the result."""
+    """Write exc (pickled, with its traceback text) as the result. A
+    SystemExit or KeyboardInterrupt of the task is sent as a RuntimeError:
+    it is the task's failure, not a reason for the parent to exit."""
     import traceback
     tb = "".join(traceback.format_exception(exc))
     tb = '\n"""\n' + tb + '"""'
+    if not isinstance(exc, Exception):
+        exc = RuntimeError(f"the task raised {exc!r}")
     try:
         data = pickle.dumps((exc, tb), pickle.HIGHEST_PROTOCOL)
         pickle.loads(data)  # what does not come back must not be sent

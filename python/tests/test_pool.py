@@ -55,6 +55,15 @@ def echo(*args, **kwargs):
     return args, kwargs
 
 
+def exit_task(code):
+    sys.exit(code)
+
+
+def pool_in_task(n):
+    with Pool(2) as p:
+        return p.map(square, range(n))
+
+
 def big_result(n):
     return b"x" * n
 
@@ -308,6 +317,8 @@ def test_results_and_errors_that_do_not_travel():
             p.apply(square, (b"y" * 10000,))
         with pytest.raises(Exception):   # a lambda does not pickle
             p.apply(lambda: 1)
+        with pytest.raises(RuntimeError, match="SystemExit"):
+            p.apply(exit_task, (3,))
         assert p.apply(big_result, (1000,)) == b"x" * 1000
 
 
@@ -615,6 +626,12 @@ def test_two_threads_share_a_pool():
             t.join(T)
         assert out[0] == [x * x for x in range(100)]
         assert out[1000] == [x * x for x in range(1000, 1100)]
+
+
+def test_a_task_may_run_a_pool_of_its_own():
+    with Pool(2) as p:
+        assert p.map(pool_in_task, [3, 4, 5], chunksize=1) == \
+            [[x * x for x in range(n)] for n in (3, 4, 5)]
 
 
 # ---- a whole program -------------------------------------------------------
