@@ -27,12 +27,11 @@ No threads.
     C pool's queues hold (``queue_capacity`` bytes of tasks, the same of
     results), but a worker that dies is replaced, and its task given to
     another, only at the next call. Several threads may use one pool; one
-    of them at a time
-    drives it, for all of them. ``callback`` and ``error_callback`` run in
-    whichever thread collected the result, before ``get`` on that result
-    returns (in multiprocessing they run in the result-handler thread).
-    An exception from a callback is logged (logger ``mproc.pool``), not
-    raised.
+    of them at a time drives it, for all of them. ``callback`` and
+    ``error_callback`` run in whichever thread collected the result,
+    before ``get`` on that result returns (in multiprocessing they run in
+    the result-handler thread). An exception from a callback is logged
+    (logger ``mproc.pool``), not raised.
 
 The GIL is held while the C pool runs.
     The C pool forks (at start, and to replace a dead worker inside any
@@ -42,12 +41,11 @@ The GIL is held while the C pool runs.
     re-initialises the interpreter as ``os.fork`` does, before it runs any
     Python code (``PyOS_AfterFork_Child``: the GIL, threading, the import
     lock, ``os.register_at_fork`` after-in-child hooks; the before-fork
-    hooks do not run). So that other
-    threads and Ctrl-C are not locked out, the pool waits in slices of at
-    most 50 ms (10 ms when the process has other threads); other threads
-    run between slices. A program whose other threads must run smoothly
-    while it waits for results should wait with short timeouts or keep
-    the pool in a process of its own.
+    hooks do not run). So that other threads and Ctrl-C are not locked
+    out, the pool waits in slices of at most 50 ms (10 ms when the process
+    has other threads); other threads run between slices. A program whose
+    other threads must run smoothly while it waits for results should wait
+    with short timeouts or keep the pool in a process of its own.
 
 Signals.
     A KeyboardInterrupt (or any exception a signal handler raises) gets
@@ -95,7 +93,8 @@ Limits.
     ``context``.
 
 Ending.
-    ``close`` then ``join`` waits for every task and stops the workers;
+    ``close`` then ``join`` waits for every task and stops the workers
+    (``join`` takes a timeout, which multiprocessing's does not);
     ``terminate`` (and leaving a ``with`` block) ends them at once with
     SIGTERM, and SIGKILL a second later for one that ignores it. A pool
     still running at interpreter exit is terminated (atexit), and one
@@ -134,7 +133,6 @@ __all__ = ["Pool", "AsyncResult", "MapResult", "IMapIterator",
 # ---------------------------------------------------------------------------
 
 from . import _lib
-from ._lib import Error
 
 _Msg = _lib.Msg                       # struct mproc_msg
 _NOWAIT = 0
