@@ -785,6 +785,7 @@ class Pool:
         self._cfunc = self._worker.proto(self._worker.run)  # kept alive
         self._buf = ctypes.create_string_buffer(max_payload)
         self._buf_addr = ctypes.addressof(self._buf)
+        self._view = memoryview(self._buf).cast("B")  # unpickled in place
         self._res = _Result()
         self._res.data = self._buf_addr
         self._res.capacity = max_payload
@@ -964,8 +965,7 @@ class Pool:
             if r.status == _WORKER_DIED:
                 ok, value = False, _died(r.worker, r.attempts)
             else:
-                ok, value = _decode(r.status,
-                                    ctypes.string_at(self._buf_addr, r.size))
+                ok, value = _decode(r.status, self._view[:r.size])
             entry[0]._set(entry[1], ok, value)
             del self._tasks[r.task_id]
         r.task_id = 0
