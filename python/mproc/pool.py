@@ -905,12 +905,16 @@ class Pool:
     # -- driving the C pool (with self._lock held) -------------------------
 
     def _pump(self):
-        """Hand over queued tasks until the C queue has no room."""
-        if not self._feeders or self._p is None:
+        """Hand over queued tasks, oldest job first, until the C queue has
+        no room. A job that may not feed more now (an imap's window) goes
+        to the back, behind the others."""
+        feeders = self._feeders
+        if not feeders or self._p is None:
             return
         _flush_std()
         force = self._joining
-        for job in list(self._feeders):
+        for _ in range(len(feeders)):
+            job = feeders[0]
             while True:
                 t = job._pending
                 if t is None:
@@ -919,10 +923,12 @@ class Pool:
                         break
                     job._pending = t
                 if not self._submit(job, *t):
-                    return
+                    return          # no room: the job stays first
                 job._pending = None
             if job._feed_done:
-                self._feeders.remove(job)
+                feeders.popleft()
+            else:
+                feeders.rotate(-1)
 
     def _submit(self, job, idx, payload):
         """Hand one task to the C pool: False when there is no room."""
