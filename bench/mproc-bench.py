@@ -41,7 +41,7 @@ median [min - max]: quote those, the absolute rates move with the load of
 this shared machine.
 
   /usr/bin/python3 bench/mproc-bench.py [--quick] [--seconds S] [--runs N]
-        [--only W1,W4,W6,W7,F] [--workers 4] [--json FILE]
+        [--only W1,W4,W6,W7,F] [--workers 4] [--rows ROW,...] [--json FILE]
 
 --quick: one short run of every row (correctness, not speed; make check).
 The mproc rows need `import mproc` to work (PYTHONPATH=python and
@@ -580,6 +580,8 @@ def run_workload(w, a):
         for r in rows:
             r.why = NUMPY_WHY
     for r in rows:
+        if a.rows and r.name not in a.rows:
+            r.why = "not in --rows"
         if r.why is not None:
             continue
         try:
@@ -952,8 +954,12 @@ def main():
                     help="W4: producers and consumers; W6: workers (4)")
     ap.add_argument("--deadline", type=float, default=120.0,
                     help="a run not done after this many seconds fails")
+    ap.add_argument("--rows", default="",
+                    help="only these rows (names as printed, comma "
+                    "separated; for profiling one transport)")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()
+    a.rows = [x.strip() for x in a.rows.split(",") if x.strip()]
     a.runs = a.runs or (1 if a.quick else 3)
     if not 1 <= a.runs <= 50:
         ap.error("--runs must be 1..50")

@@ -7,18 +7,32 @@
 # bench, not for make check). mproc.Pool's rows may be n/a (not there
 # yet); every other mproc row must have run.
 #
-# Needs $PYTHON (an interpreter with numpy), and MPROC_LIBRARY and
-# PYTHONPATH pointing at the built library and python/ (the Makefile sets
-# them); without them, or when `import mproc, numpy` fails, it skips
-# (exit 77).
+# Needs $PYTHON (an interpreter with numpy); MPROC_LIBRARY and PYTHONPATH
+# point at the built library and python/ (the Makefile sets them; unset,
+# they default to $top_builddir/.libs/libmproc.so.0 and
+# $top_srcdir/python). Skips (exit 77) without $PYTHON, when the library
+# is built with sanitizers (their runtime cannot be loaded into python),
+# or when `import mproc, numpy` fails.
 set -u
 srcdir="${top_srcdir:-$(dirname "$0")/..}"
+builddir="${top_builddir:-.}"
 script="$srcdir/bench/mproc-bench.py"
-if [ -z "${PYTHON:-}" ] || [ -z "${MPROC_LIBRARY:-}" ] ||
-	[ -z "${PYTHONPATH:-}" ]; then
-	echo "SKIP: PYTHON, MPROC_LIBRARY or PYTHONPATH not set"
+if [ -z "${PYTHON:-}" ]; then
+	echo "SKIP: PYTHON not set (no Python 3 with numpy)"
 	exit 77
 fi
+if [ -n "${MPROC_SANITIZERS:-}" ]; then
+	echo "SKIP: libmproc built with sanitizers"
+	exit 77
+fi
+if [ -z "${MPROC_LIBRARY:-}" ]; then
+	MPROC_LIBRARY=$(cd "$builddir" && pwd)/.libs/libmproc.so.0
+fi
+if [ -z "${PYTHONPATH:-}" ]; then
+	PYTHONPATH=$(cd "$srcdir" && pwd)/python
+fi
+PYTHONDONTWRITEBYTECODE=1
+export MPROC_LIBRARY PYTHONPATH PYTHONDONTWRITEBYTECODE
 if ! "$PYTHON" -c 'import mproc, numpy' >/dev/null 2>&1; then
 	echo "SKIP: $PYTHON cannot import mproc and numpy"
 	exit 77
