@@ -86,8 +86,11 @@ class Channel:
         self._rbuf = bytearray(RECV_BUF)
         self._rbuf_addr = ctypes.addressof(
             (ctypes.c_char * RECV_BUF).from_buffer(self._rbuf))
+        self._rview = memoryview(self._rbuf)
         self._rmsg = _lib.Msg()
         self._rmsg_ref = ctypes.byref(self._rmsg)
+        self._rmsg.data = self._rbuf_addr
+        self._rmsg.capacity = RECV_BUF
         self._smsg = _lib.SendMsg()
         self._smsg_ref = ctypes.byref(self._smsg)
         self._match_exc = None
@@ -161,44 +164,65 @@ class Channel:
 
     def _send_bytes(self, request, recipient, data, timeout, sender=0):
         """Send one message (data: bytes). Returns the C return code."""
-        h = self._handle()
+        if self._closed or self._gen != _fork_gen:
+            self._handle()
+        h = self._hv
         m = self._smsg
+        ref = self._smsg_ref
+        ms = to_ms(timeout)
         with self._slock:
             m.request = request
             m.sender = sender
             m.recipient = recipient
             m.size = len(data)
             m.data = data
-            ref = self._smsg_ref
-            ms = to_ms(timeout)
-            if 0 <= ms <= SLICE_MS:
-                rc = lib.mproc_send_msg(h, ref, ms)
-            else:
+            rc = lib.mproc_send_msg(h, ref,
+                                    ms if 0 <= ms <= SLICE_MS else SLICE_MS)
+            if rc == _ETIMEDOUT and (ms < 0 or ms > SLICE_MS):
                 rc = self._wait(lambda t: lib.mproc_send_msg(h, ref, t),
-                                timeout)
-            m.data = None
+                                None if ms < 0 else
+                                timeout - SLICE_MS / 1000.0)
         return rc
 
     def _recv_into(self, match, arg, timeout, decode):
         """Receive one message and return decode(request, sender,
-        recipient, view) with view a memoryview of the payload (valid
+        recipient, view, fresh): view a memoryview of the payload, fresh
+        true when its buffer is the caller's to keep (else it is valid
         only during decode). Raises Empty when nothing came in time."""
-        h = self._handle()
+        if self._closed or self._gen != _fork_gen:
+            self._handle()
+        h = self._hv
         with self._rlock:
             m = self._rmsg
             ref = self._rmsg_ref
-            buf = self._rbuf
-            m.data = self._rbuf_addr
-            m.capacity = RECV_BUF
             ms = to_ms(timeout)
-            if 0 <= ms <= SLICE_MS:
-                rc = lib.mproc_recv(h, ref, match, arg, ms)
-            else:
+            rc = lib.mproc_recv(h, ref, match, arg,
+                                ms if 0 <= ms <= SLICE_MS else SLICE_MS)
+            if rc == _ETIMEDOUT and (ms < 0 or ms > SLICE_MS) and \
+                    self._match_exc is None:
                 rc = self._wait(
-                    lambda t: lib.mproc_recv(h, ref, match, arg, t), timeout)
+                    lambda t: lib.mproc_recv(h, ref, match, arg, t),
+                    None if ms < 0 else timeout - SLICE_MS / 1000.0)
+            if rc == 0:
+                exc = self._match_exc
+                if exc is None:
+                    return decode(m.request, m.sender, m.recipient,
+                                  self._rview[:m.size], False)
+            if rc == _EMSGSIZE and m.size > m.capacity:
+                return self._recv_large(h, match, arg, timeout, decode)
+            exc, self._match_exc = self._match_exc, None
+            if exc is not None:
+                raise exc
+            self._recv_error(rc)
+
+    def _recv_large(self, h, match, arg, timeout, decode):
+        # Larger than the buffer: one of its own size (the message stayed
+        # where it was; another one may come instead).
+        m = self._rmsg
+        ref = self._rmsg_ref
+        try:
+            rc = _EMSGSIZE
             while rc == _EMSGSIZE and m.size > m.capacity:
-                # Larger than the buffer: one of its own size (the message
-                # stayed where it was; another one may come instead).
                 buf = bytearray(m.size)
                 m.data = ctypes.addressof(
                     (ctypes.c_char * m.size).from_buffer(buf))
@@ -210,9 +234,11 @@ class Channel:
                 raise exc
             if rc != 0:
                 self._recv_error(rc)
-            view = memoryview(buf)[:m.size]
-            fresh = buf is not self._rbuf
-            return decode(m.request, m.sender, m.recipient, view, fresh)
+            return decode(m.request, m.sender, m.recipient,
+                          memoryview(buf)[:m.size], True)
+        finally:
+            m.data = self._rbuf_addr
+            m.capacity = RECV_BUF
 
     def _recv_error(self, rc):
         if rc == _ETIMEDOUT or rc == _EAGAIN:

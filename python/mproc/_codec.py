@@ -158,10 +158,11 @@ def spill_write(inner, payload, mode=0o600):
     return struct.pack("<i", inner) + name.encode()
 
 
-def spill_read(view):
+def spill_read(view, remove=True):
     """(inner request, bytearray) of the file a SPILL payload names; the
-    file is removed. Only a plain file of the library's naming in the
-    objects' directory is read."""
+    file is removed unless *remove* is false (a predicate's look). Only a
+    plain file of the library's naming in the objects' directory is
+    read."""
     if len(view) < 5:
         raise ValueError("mproc: bad spill message")
     inner = struct.unpack_from("<i", view, 0)[0]
@@ -173,7 +174,8 @@ def spill_read(view):
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                      dir_fd=dfd)
         try:
-            os.unlink(name, dir_fd=dfd)
+            if remove:
+                os.unlink(name, dir_fd=dfd)
             st = os.fstat(fd)
             import stat as _st
             if not _st.S_ISREG(st.st_mode):

@@ -21,6 +21,13 @@ forkserver start methods. Where they differ, they are better:
 
 import ctypes
 import errno
+import pickle
+import sys
+
+_modules = sys.modules
+_dumps = pickle.dumps
+_loads = pickle.loads
+_HIGHEST = pickle.HIGHEST_PROTOCOL
 
 from . import _lib, _codec, _named
 from ._lib import lib, check, error, to_ms, PICKLE, NDARRAY, SPILL
@@ -38,7 +45,9 @@ _EINVAL = -errno.EINVAL
 
 
 def _decode_obj(request, sender, recipient, view, fresh):
-    if request == PICKLE or request == NDARRAY or request == SPILL:
+    if request == PICKLE:
+        return _loads(view)
+    if request == NDARRAY or request == SPILL:
         return _codec.decode(request, view, fresh)
     return Message(request, sender, recipient, view.tobytes())
 
@@ -124,9 +133,16 @@ class Queue(Channel):
         if *block* (None: for ever); ``block=False`` never waits.
         Raises :class:`queue.Full` when there was no room in time,
         ValueError if the queue was closed."""
-        if not block:
-            timeout = 0
-        rc = self._put(obj, timeout, 0)
+        np = _modules.get("numpy")
+        if np is not None and type(obj) is np.ndarray:
+            rc = self._put(obj, timeout if block else 0, 0)
+        else:
+            data = _dumps(obj, _HIGHEST)
+            if len(data) > self._max_payload:
+                rc = self._put(obj, timeout if block else 0, 0)
+            else:
+                rc = self._send_bytes(PICKLE, 0, data,
+                                      timeout if block else 0)
         if rc != 0:
             if rc == _ETIMEDOUT or rc == _EAGAIN:
                 raise Full()
@@ -189,8 +205,12 @@ class Queue(Channel):
             if m.request in (PICKLE, NDARRAY):
                 return match(_codec.decode(m.request, memoryview(m.data),
                                            True))
-            if m.request == SPILL:
-                return False  # not read in a predicate: it would be gone
+            if m.request == SPILL:  # look at the file, leave it there
+                try:
+                    inner, buf = _codec.spill_read(memoryview(m.data), False)
+                except FileNotFoundError:
+                    return False  # taken meanwhile by another process
+                return match(_codec.decode(inner, memoryview(buf), True))
             return match(m)
         keep = self._py_match(obj_match)
         fn = ctypes.cast(keep, ctypes.c_void_p).value

@@ -289,3 +289,19 @@ def test_stat_module_runs():
     assert d["name"] == "/statme" and d["kind"] == "queue"
     q.close()
     mproc.unlink("/statme")
+
+
+def test_large_objects_spill_and_match():
+    """Objects over max_payload travel through a file that the taker
+    removes; a predicate sees them too."""
+    d = os.environ["MPROC_DIR"]
+    q = mproc.Queue(capacity=1 << 20)
+    before = set(os.listdir(d))
+    big = os.urandom(3 << 20)
+    q.put(big)
+    q.put("small")
+    assert any(f.startswith(".spill-") for f in os.listdir(d))
+    assert q.get(match=lambda o: o == "small", timeout=5) == "small"
+    assert q.get(match=lambda o: isinstance(o, bytes), timeout=5) == big
+    assert set(os.listdir(d)) == before
+    q.close()
