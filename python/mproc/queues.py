@@ -14,9 +14,11 @@ forkserver start methods. Where they differ, they are better:
 - ``get(match=...)`` takes only an object the predicate accepts; the
   others keep their place, in order.
 - numpy arrays travel without pickling.
-- the queue is bounded in bytes as well as in items (``capacity``, 32 MiB
-  by default): a ``put`` into a full ring blocks as for ``maxsize``.
-  Objects over ``max_payload`` (8 MiB by default) go through a file.
+- the queue is bounded in bytes as well as in items (``capacity``, 4 MiB
+  by default, allocated in the objects' directory, /dev/shm): a ``put``
+  into a full ring blocks as for ``maxsize``. Objects over
+  ``max_payload`` (2 MiB by default) go through a file, so any size
+  travels.
 """
 
 import ctypes
@@ -35,8 +37,8 @@ from ._channel import Channel, Message, Empty, Full, SLICE_MS
 
 __all__ = ["Queue", "JoinableQueue"]
 
-DEFAULT_CAPACITY = 32 << 20
-DEFAULT_MAX_PAYLOAD = 8 << 20
+DEFAULT_CAPACITY = 4 << 20
+DEFAULT_MAX_PAYLOAD = 2 << 20
 
 _ETIMEDOUT = -errno.ETIMEDOUT
 _EAGAIN = -errno.EAGAIN
@@ -59,9 +61,10 @@ class Queue(Channel):
     ``Queue(maxsize=0)`` holds at most *maxsize* items (0: no item limit).
     Keyword-only extensions: ``name`` creates it under that name
     (``"/jobs"``) so unrelated programs, in C or Python, can
-    :func:`mproc.attach` it; ``capacity`` (bytes of shared ring, 32 MiB)
-    and ``max_payload`` (largest payload kept in the ring, 8 MiB; larger
-    objects travel through a file); ``mode`` (permission bits of a named
+    :func:`mproc.attach` it; ``capacity`` (bytes of shared ring, 4 MiB,
+    allocated in /dev/shm when the queue is made) and ``max_payload``
+    (largest payload kept in the ring, capacity / 2; larger objects
+    travel through a file); ``mode`` (permission bits of a named
     queue, 0o600); ``unlink_on_last_close`` (a named queue's name goes
     with its last holder). ``ctx`` is accepted and ignored, as
     multiprocessing's context passes it.
@@ -84,7 +87,7 @@ class Queue(Channel):
         opts = _lib.QueueOpts()
         opts.capacity = DEFAULT_CAPACITY if capacity is None else capacity
         mp = DEFAULT_MAX_PAYLOAD if max_payload is None else max_payload
-        opts.max_payload = min(mp, max(opts.capacity // 4, 1)) \
+        opts.max_payload = min(mp, max(opts.capacity // 2, 1)) \
             if max_payload is None else mp
         opts.max_messages = self._maxsize
         opts.mode = mode
