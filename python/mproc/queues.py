@@ -34,6 +34,11 @@ _HIGHEST = pickle.HIGHEST_PROTOCOL
 from . import _lib, _codec, _named
 from ._lib import lib, check, error, to_ms, PICKLE, NDARRAY, SPILL
 from ._channel import Channel, Message, Empty, Full, SLICE_MS
+from . import _channel
+
+_bare_send_msg = _lib.bare_send_msg
+_bare_recv = _lib.bare_recv
+_bare_task_done = _lib.bare_task_done
 
 __all__ = ["Queue", "JoinableQueue"]
 
@@ -143,6 +148,18 @@ class Queue(Channel):
             data = _dumps(obj, _HIGHEST)
             if len(data) > self._max_payload:
                 rc = self._put(obj, timeout if block else 0, 0)
+            elif timeout is None or not block:
+                # one pickle, one native call, two fields
+                if self._closed or self._gen != _channel._fork_gen:
+                    self._handle()
+                ms = SLICE_MS if block else 0
+                with self._slock:
+                    m = self._pmsg
+                    m.size = len(data)
+                    m.data = data
+                    rc = _bare_send_msg(self._h, self._pmsg_ref, ms)
+                    while rc == _ETIMEDOUT and block:
+                        rc = _bare_send_msg(self._h, self._pmsg_ref, ms)
             else:
                 rc = self._send_bytes(PICKLE, 0, data,
                                       timeout if block else 0)
@@ -199,6 +216,25 @@ class Queue(Channel):
         the first one it accepts is taken, the others stay in place, in
         order. A message a C program sent (not an object put from
         Python) is returned as a :class:`mproc.Message`."""
+        if match is None and timeout is None:
+            # one native call into the standing buffer, unpickled there
+            # (pickle.loads ignores the bytes after the pickle)
+            if self._closed or self._gen != _channel._fork_gen:
+                self._handle()
+            ms = SLICE_MS if block else 0
+            with self._rlock:
+                m = self._rmsg
+                rc = _bare_recv(self._h, self._rmsg_ref, None, None, ms)
+                while rc == _ETIMEDOUT and block:
+                    rc = _bare_recv(self._h, self._rmsg_ref, None, None, ms)
+                if rc == 0:
+                    if m.request == PICKLE:
+                        return _loads(self._rbuf)
+                    return _decode_obj(m.request, m.sender, m.recipient,
+                                       self._rview[:m.size], False)
+            if rc != _EMSGSIZE:
+                self._recv_error(rc)
+            timeout = None if block else 0  # a large one: the general path
         if not block:
             timeout = 0
         if match is None:
@@ -300,7 +336,11 @@ class JoinableQueue(Queue):
     def task_done(self):
         """Mark one taken item finished. ValueError when called more
         times than items were taken."""
-        rc = lib.mproc_task_done(self._handle())
+        if self._closed:
+            self._handle()
+        rc = _bare_task_done(self._h)
+        if rc == 0:
+            return
         if rc == _EINVAL:
             raise ValueError("task_done() called too many times")
         check(rc)
