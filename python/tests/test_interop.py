@@ -1,0 +1,703 @@
+"""C <-> Python on named queues, buses and slots (DESIGN.md, "The Python
+module": the four-field API, "the C side sees exactly the bytes sent").
+
+The C side is check/python/cpeer (its path in $MPROC_CPEER), a program
+started on its own with the object's name on its command line. The
+Python side is this file run as a program (``python3 test_interop.py
+ROLE ...``) when Python is the worker, or the test itself when Python is
+the parent. Both sides build and check the same bytes (the protocol is
+described at the top of cpeer.c and mirrored below), and both print what
+they received, one line each, so every field of every message (request,
+sender, recipient, payload) is checked on the side that received it and
+again by the test.
+
+Every wait is bounded (PEER_WAIT seconds on each side, TIMEOUT for a
+whole program).
+"""
+import errno
+import json
+import os
+import select
+import struct
+import subprocess
+import sys
+import time
+
+import mproc
+
+if __name__ != "__main__":
+    import pytest
+
+# A whole program may take this long; one receive on either side waits
+# at most PEER_WAIT.
+TIMEOUT = 60.0
+PEER_WAIT = 10.0
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+# --- The protocol (the same as at the top of check/python/cpeer.c) -------
+
+SIZES = [0, 1, 2, 3, 255, 256, 257, 1000, 4096, 60000]
+ACK = mproc.USER + 1000000
+
+
+def pattern(s, n):
+    """n bytes: byte j = (s * 31 + j * 7 + (j >> 8)) & 0xff."""
+    return bytes((s * 31 + j * 7 + (j >> 8)) & 0xFF for j in range(n))
+
+
+_items = {}
+
+
+def item(i):
+    """Item i: its index (4 bytes, little-endian), then a pattern."""
+    if i not in _items:
+        _items[i] = struct.pack("<I", i) + pattern(i, SIZES[i % 10])
+    return _items[i]
+
+
+def reply_of(data):
+    """A result's payload: the task's index, then the rest reversed."""
+    return data[:4] + data[4:][::-1]
+
+
+def task_request(i):
+    return mproc.DO if i % 3 == 0 else mproc.USER + i
+
+
+def reply_request(request):
+    return mproc.FINISHED if request == mproc.DO else request + 1
+
+
+def bus_request(i):
+    return mproc.DO if i % 4 == 0 else mproc.USER + i
+
+
+def bus_recipient(i):
+    return mproc.ANYONE if i % 2 == 0 else 1
+
+
+def slot_request(i):
+    return mproc.USER + 1 + i
+
+
+def fnv(h, data):
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+FNV_START = 1469598103934665603
+
+
+def bus_sum(msgs):
+    """FNV-1a 64 over each (request, recipient, size, payload)."""
+    h = FNV_START
+    for request, recipient, data in msgs:
+        h = fnv(h, struct.pack("<iiI", request, recipient, len(data)))
+        h = fnv(h, data)
+    return h
+
+
+def bus_expected(count, forme):
+    """The (request, recipient, payload) a bus reader should take."""
+    return [(bus_request(i), bus_recipient(i), item(i)) for i in range(count)
+            if not forme or bus_recipient(i) == mproc.ANYONE]
+
+
+# --- The Python side as a separate program --------------------------------
+
+
+def emit(word, **fields):
+    """Print one line of what this program received (JSON)."""
+    fields["event"] = word
+    print(json.dumps(fields), flush=True)
+
+
+def emit_msg(word, m):
+    assert isinstance(m, mproc.Message), type(m)
+    assert type(m.data) is bytes, type(m.data)
+    emit(word, request=m.request, sender=m.sender, recipient=m.recipient,
+         data=m.data.hex())
+
+
+def check(cond, what):
+    """Exit 1 with a message unless cond."""
+    if not cond:
+        print("python peer %d: %s" % (os.getpid(), what), file=sys.stderr,
+              flush=True)
+        sys.exit(1)
+
+
+def py_qworker(name, parent, mode):
+    """Attach the queue, say hello to parent, answer each task for me
+    (mode "forme": for_me=True; "match": a Python predicate) until DIE."""
+    me = os.getpid()
+    q = mproc.attach(name)
+    check(isinstance(q, mproc.Queue), "attach gave %r" % (q,))
+    q.send_msg(mproc.USER, b"hello %d" % me, recipient=parent,
+               timeout=PEER_WAIT)
+    emit("attached", pid=me)
+    while True:
+        if mode == "forme":
+            m = q.recv_msg(for_me=True, timeout=PEER_WAIT)
+        else:
+            m = q.recv_msg(match=lambda m: m.recipient in (mproc.ANYONE, me),
+                           timeout=PEER_WAIT)
+        emit_msg("task", m)
+        check(m.sender == parent, "task from %d" % m.sender)
+        check(m.recipient in (mproc.ANYONE, me),
+              "task for %d" % m.recipient)
+        if m.request == mproc.DIE:
+            check(m.data == b"" and m.recipient == me, "DIE %r" % (m,))
+            break
+        i = struct.unpack_from("<I", m.data)[0] if len(m.data) >= 4 else -1
+        check(i >= 0 and m.data == item(i), "task %d payload" % i)
+        check(m.request == task_request(i), "task %d request" % i)
+        q.send_msg(reply_request(m.request), reply_of(m.data),
+                   recipient=m.sender, timeout=PEER_WAIT)
+    q.close()
+    emit("ok")
+
+
+def py_busreader(name, writer, count, mode):
+    """Attach the bus, subscribe, take writer's messages (mode "all": a
+    predicate on the sender; "forme": for_me=True), check them, ack."""
+    me = os.getpid()
+    bus = mproc.attach(name)
+    check(isinstance(bus, mproc.Bus), "attach gave %r" % (bus,))
+    bus.subscribe()
+    emit("subscribed", pid=me)
+    want = bus_expected(count, mode == "forme")
+    got = []
+    for request, recipient, data in want:
+        if mode == "forme":
+            m = bus.recv_msg(for_me=True, timeout=PEER_WAIT)
+        else:
+            m = bus.recv_msg(match=lambda m: m.sender == writer,
+                             timeout=PEER_WAIT)
+        emit_msg("recv", m)
+        check(m.sender == writer, "from %d" % m.sender)
+        check((m.request, m.recipient, m.data) == (request, recipient, data),
+              "message %d" % len(got))
+        got.append((m.request, m.recipient, m.data))
+    bus.send_msg(ACK, b"ack %d %016x" % (len(got), bus_sum(got)),
+                 recipient=writer, timeout=PEER_WAIT)
+    bus.close()
+    emit("ok")
+
+
+def py_slotreader(name, writer, count):
+    """Attach both slots, take value 0, reply "seen 0", take newer values
+    until count-1, reply "seen count-1 k"."""
+    s = mproc.attach(name)
+    r = mproc.attach(name + ".r")
+    check(isinstance(s, mproc.Slot) and isinstance(r, mproc.Slot),
+          "attach gave %r, %r" % (s, r))
+    last, k = -1, 0
+    while last < count - 1:
+        m = s.recv_msg(timeout=PEER_WAIT)
+        emit_msg("value", m)
+        i = struct.unpack_from("<I", m.data)[0] if len(m.data) >= 4 else -1
+        check(last < i < count and (last >= 0 or i == 0),
+              "value %d after %d" % (i, last))
+        check(m == (slot_request(i), writer, mproc.ANYONE, item(i)),
+              "value %d fields" % i)
+        last, k = i, k + 1
+        if i == 0:
+            r.send_msg(mproc.USER, b"seen 0", recipient=writer)
+    r.send_msg(mproc.USER, b"seen %d %d" % (last, k), recipient=writer)
+    s.close()
+    r.close()
+    emit("ok", values=k)
+
+
+def worker_main(argv):
+    """python3 test_interop.py qworker NAME PARENT MODE |
+    busreader NAME WRITER COUNT MODE | slotreader NAME WRITER COUNT"""
+    role, name = argv[0], argv[1]
+    if role == "qworker":
+        py_qworker(name, int(argv[2]), argv[3])
+    elif role == "busreader":
+        py_busreader(name, int(argv[2]), int(argv[3]), argv[4])
+    elif role == "slotreader":
+        py_slotreader(name, int(argv[2]), int(argv[3]))
+    else:
+        print("unknown role " + role, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))
+
+
+# --- Running the programs --------------------------------------------------
+
+CPEER = os.environ.get("MPROC_CPEER",
+                       os.path.join(REPO, "check", "python", "cpeer"))
+
+
+def child_env():
+    """The environment of the programs: this one, with mproc importable
+    and libmproc found (MPROC_DIR, MPROC_LIBRARY as set for the tests)."""
+    env = dict(os.environ)
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(mproc.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [pkg] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    lib = env.get("MPROC_LIBRARY")
+    if lib:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [os.path.dirname(lib)] +
+            [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p])
+    return env
+
+
+class Program:
+    """A program started with subprocess, its stdout read line by line
+    with a deadline."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=child_env())
+        self._buf = b""
+        self.lines = []
+
+    def readline(self, timeout=PEER_WAIT):
+        """The next line of stdout (without the newline); fails the test
+        when none comes in time."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.kill()
+                pytest.fail("%s: no line within %s s; stderr: %s"
+                            % (self.argv, timeout, self.stderr()))
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                self.proc.wait(TIMEOUT)
+                pytest.fail("%s ended (status %s) before a line; stderr: %s"
+                            % (self.argv, self.proc.returncode,
+                               self.stderr()))
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        line = line.decode()
+        self.lines.append(line)
+        return line
+
+    def stderr(self):
+        try:
+            if self.proc.poll() is None:
+                return "(running)"
+            return self.proc.stderr.read().decode(errors="replace")
+        except Exception as e:  # pragma: no cover - diagnostics only
+            return repr(e)
+
+    def finish(self, timeout=TIMEOUT):
+        """Wait for the end; fail unless it exited 0. Returns all lines."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail("%s did not finish within %s s" % (self.argv,
+                                                           timeout))
+        text = (self._buf + out).decode()
+        self._buf = b""
+        self.lines += text.splitlines()
+        if self.proc.returncode != 0:
+            pytest.fail("%s exited with %s; stderr:\n%s"
+                        % (self.argv, self.proc.returncode,
+                           err.decode(errors="replace")), pytrace=False)
+        return self.lines
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(TIMEOUT)
+
+
+@pytest.fixture
+def programs():
+    """run(argv) -> Program; every program is killed and reaped at the
+    end of the test whatever happened."""
+    started = []
+
+    def run(argv):
+        p = Program([str(a) for a in argv])
+        started.append(p)
+        return p
+
+    yield run
+    for p in started:
+        p.kill()
+        p.proc.stdout.close()
+        p.proc.stderr.close()
+
+
+@pytest.fixture
+def cpeer():
+    """The C peer's path; skip when it was not built."""
+    if not os.access(CPEER, os.X_OK):
+        pytest.skip("the C peer %s was not built (make check builds it; "
+                    "or set MPROC_CPEER)" % CPEER)
+    return CPEER
+
+
+_names = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def name():
+    """A fresh object name for the test."""
+    return "/interop-%d-%d" % (os.getpid(), next(_names))
+
+
+def python_peer(*args):
+    return [sys.executable, os.path.abspath(__file__)] + list(args)
+
+
+def fields(line):
+    """The key=value fields of a C peer line, as a dict (after the word
+    in "word")."""
+    word, *rest = line.split()
+    d = dict(kv.split("=", 1) for kv in rest)
+    for k in ("request", "sender", "recipient", "size", "pid"):
+        if k in d:
+            d[k] = int(d[k])
+    if "data" in d:
+        d["data"] = bytes.fromhex(d["data"])
+        assert len(d["data"]) == d["size"]
+    d["word"] = word
+    return d
+
+
+def c_events(lines, word):
+    return [fields(x) for x in lines if x.split(" ", 1)[0] == word]
+
+
+def py_events(lines, word):
+    out = []
+    for x in lines:
+        d = json.loads(x)
+        if d["event"] == word:
+            if "data" in d:
+                d["data"] = bytes.fromhex(d["data"])
+            out.append(d)
+    return out
+
+
+def ready_pid(prog, word="ready"):
+    """Read the program's first line, "WORD pid=N"; returns N."""
+    f = fields(prog.readline())
+    assert f["word"] == word, f
+    return f["pid"]
+
+
+# --- The four-field API itself ----------------------------------------------
+
+
+def test_constants_and_message():
+    """The constants are mproc.h's; Message is (request, sender,
+    recipient, data)."""
+    assert (mproc.DO, mproc.FINISHED, mproc.DIE, mproc.USER,
+            mproc.ANYONE) == (1, 2, 3, 1024, 0)
+    m = mproc.Message(mproc.DO, 12, 34, b"x")
+    assert (m.request, m.sender, m.recipient, m.data) == (1, 12, 34, b"x")
+    assert tuple(m) == (1, 12, 34, b"x")
+    assert issubclass(mproc.Error, OSError)
+
+
+@pytest.mark.parametrize("kind", ["queue", "bus", "slot"])
+def test_send_msg_bad_arguments_and_timeouts(kind, name):
+    """A request code that is not DO, FINISHED, DIE or >= USER, and a
+    recipient below 0, are mproc.Error EINVAL and send nothing; a native
+    wait that ran out raises TimeoutError."""
+    if kind == "queue":
+        c = mproc.Queue(name=name)
+    elif kind == "bus":
+        c = mproc.Bus(name=name)
+        c.subscribe()
+    else:
+        c = mproc.Slot(name=name)
+    try:
+        for request, recipient in ((0, 0), (-1, 0), (4, 0), (1023, 0),
+                                   (mproc.DO, -1), (mproc.USER, -5)):
+            with pytest.raises(mproc.Error) as e:
+                c.send_msg(request, b"x", recipient=recipient, timeout=1)
+            assert e.value.errno == errno.EINVAL, (request, recipient)
+        with pytest.raises(TimeoutError):
+            c.recv_msg(timeout=0.05)
+        with pytest.raises(TimeoutError):
+            c.recv_msg(timeout=0)
+        c.send_msg(mproc.USER + 7, b"\x00\xff", recipient=os.getpid())
+        m = c.recv_msg(timeout=PEER_WAIT, for_me=True)
+        assert m == (mproc.USER + 7, os.getpid(), os.getpid(), b"\x00\xff")
+        assert isinstance(m, mproc.Message) and type(m.data) is bytes
+    finally:
+        c.close()
+        mproc.unlink(name)
+
+
+# --- Queue -------------------------------------------------------------------
+
+
+def check_queue_exchange(parent, workers, tasks, results, worker_tasks):
+    """The whole exchange on a queue, seen from both sides.
+
+    parent: the parent's pid; workers: the workers' pids in hello order;
+    results: (request, sender, recipient, data) the parent took;
+    worker_tasks: {pid: [(request, sender, recipient, data)]} each worker
+    took (DIE included)."""
+    w = len(workers)
+    seen = set()
+    for request, sender, recipient, data in results:
+        i = struct.unpack_from("<I", data)[0]
+        assert i < tasks and i not in seen, i
+        seen.add(i)
+        assert request == reply_request(task_request(i)), i
+        assert recipient == parent, i
+        assert data == reply_of(item(i)), i
+        to = i % (w + 1)
+        assert sender == (workers[to] if to < w else sender), i
+        assert sender in workers, i
+    assert seen == set(range(tasks))
+    taken = {}
+    for pid, msgs in worker_tasks.items():
+        assert msgs[-1] == (mproc.DIE, parent, pid, b""), msgs[-1]
+        for request, sender, recipient, data in msgs[:-1]:
+            i = struct.unpack_from("<I", data)[0]
+            assert i not in taken, i
+            taken[i] = pid
+            assert (request, sender, data) == (task_request(i), parent,
+                                               item(i)), i
+            to = i % (w + 1)
+            assert recipient == (workers[to] if to < w else mproc.ANYONE), i
+            if to < w:
+                assert pid == workers[to], i
+    assert set(taken) == set(range(tasks))
+
+
+def test_queue_c_parent_python_workers(cpeer, programs, name):
+    """A C parent creates a named queue; two Python programs attach it, say
+    hello, answer the tasks addressed to them or to anyone (one with
+    for_me=True, one with a Python match=), and die on DIE."""
+    tasks = 60
+    parent = programs([cpeer, "qparent", name, 2, tasks])
+    ppid = ready_pid(parent)
+    workers = [programs(python_peer("qworker", name, ppid, mode))
+               for mode in ("forme", "match")]
+    wpids = [json.loads(w.readline())["pid"] for w in workers]
+    assert sorted(wpids) == sorted(w.proc.pid for w in workers)
+    clines = parent.finish()
+    wlines = {pid: w.finish() for pid, w in zip(wpids, workers)}
+    hellos = c_events(clines, "hello")
+    order = [h["sender"] for h in hellos]
+    assert sorted(order) == sorted(wpids)
+    for h in hellos:
+        assert (h["request"], h["recipient"], h["data"]) == (
+            mproc.USER, ppid, b"hello %d" % h["sender"])
+    results = [(r["request"], r["sender"], r["recipient"], r["data"])
+               for r in c_events(clines, "result")]
+    worker_tasks = {
+        pid: [(t["request"], t["sender"], t["recipient"], t["data"])
+              for t in py_events(lines, "task")]
+        for pid, lines in wlines.items()}
+    check_queue_exchange(ppid, order, tasks, results, worker_tasks)
+    assert clines[-1] == "ok tasks=%d" % tasks
+
+
+def test_queue_python_parent_c_workers(cpeer, programs, name):
+    """A Python parent creates a named queue (mproc.Queue(name=...)); two C
+    programs attach it, say hello, answer the tasks for them or for anyone
+    (mproc_for_me) and die on DIE. The parent takes only what is addressed
+    to it (match=), never its own tasks for anyone."""
+    me = os.getpid()
+    tasks = 60
+    q = mproc.Queue(name=name)
+    try:
+        a = mproc.attach(name)
+        assert isinstance(a, mproc.Queue)
+        a.close()
+        workers = [programs([cpeer, "qworker", name, me]) for _ in range(2)]
+        hellos = []
+        for _ in workers:
+            m = q.recv_msg(match=lambda m: m.recipient == me,
+                           timeout=PEER_WAIT)
+            assert isinstance(m, mproc.Message) and type(m.data) is bytes
+            assert (m.request, m.recipient, m.data) == (
+                mproc.USER, me, b"hello %d" % m.sender)
+            hellos.append(m.sender)
+        cpids = sorted(ready_pid(w, "attached") for w in workers)
+        assert sorted(hellos) == cpids
+        for i in range(tasks):
+            to = i % 3
+            q.send_msg(task_request(i), item(i),
+                       recipient=hellos[to] if to < 2 else mproc.ANYONE,
+                       timeout=PEER_WAIT)
+        results = []
+        for _ in range(tasks):
+            m = q.recv_msg(match=lambda m: m.recipient == me,
+                           timeout=PEER_WAIT)
+            assert type(m.data) is bytes
+            results.append(tuple(m))
+        for pid in hellos:
+            q.send_msg(mproc.DIE, recipient=pid, timeout=PEER_WAIT)
+        worker_tasks = {}
+        for w in workers:
+            lines = w.finish()
+            pid = fields(lines[0])["pid"]
+            worker_tasks[pid] = [
+                (t["request"], t["sender"], t["recipient"], t["data"])
+                for t in c_events(lines, "task")]
+            assert lines[-1] == "ok"
+        check_queue_exchange(me, hellos, tasks, results, worker_tasks)
+        assert q.empty()
+    finally:
+        q.close()
+        mproc.unlink(name)
+
+
+# --- Bus ---------------------------------------------------------------------
+
+
+def test_bus_c_writer_python_readers(cpeer, programs, name):
+    """A C program creates a named bus and sends messages; two Python
+    programs subscribe and take all of them (match= on the sender) or the
+    ones for them (for_me=True), every field checked, and ack with a sum."""
+    count = 80
+    writer = programs([cpeer, "busparent", name, 2, count])
+    wpid = ready_pid(writer)
+    modes = ("all", "forme")
+    readers = [programs(python_peer("busreader", name, wpid, count, mode))
+               for mode in modes]
+    rpids = [json.loads(r.readline())["pid"] for r in readers]
+    clines = writer.finish()
+    for pid, r, mode in zip(rpids, readers, modes):
+        lines = r.finish()
+        got = [(m["request"], m["recipient"], m["data"])
+               for m in py_events(lines, "recv")]
+        assert got == bus_expected(count, mode == "forme")
+        assert all(m["sender"] == wpid for m in py_events(lines, "recv"))
+    acks = c_events(clines, "ack")
+    assert sorted(a["sender"] for a in acks) == sorted(rpids)
+    for a in acks:
+        mode = modes[rpids.index(a["sender"])]
+        want = bus_expected(count, mode == "forme")
+        assert (a["request"], a["recipient"]) == (ACK, wpid)
+        assert a["data"] == b"ack %d %016x" % (len(want), bus_sum(want))
+    assert clines[-1] == "ok"
+
+
+def test_bus_python_writer_c_readers(cpeer, programs, name):
+    """A Python program creates a named bus (mproc.Bus(name=...)),
+    subscribes and sends; two C programs subscribe and take all of the
+    writer's messages or only those for them (mproc_for_me), every field
+    checked, and ack; the writer takes the acks and skips its own
+    messages with match=."""
+    me = os.getpid()
+    count = 80
+    bus = mproc.Bus(name=name, capacity=8 << 20, max_payload=64 << 10)
+    try:
+        bus.subscribe()
+        modes = ("all", "forme")
+        readers = [programs([cpeer, "busreader", name, me, count] +
+                            (["forme"] if mode == "forme" else []))
+                   for mode in modes]
+        rpids = [ready_pid(r, "subscribed") for r in readers]
+        bus.wait_readers(3, timeout=PEER_WAIT)
+        for i in range(count):
+            bus.send_msg(bus_request(i), item(i), recipient=bus_recipient(i),
+                         timeout=PEER_WAIT)
+        acks = []
+        for _ in readers:
+            m = bus.recv_msg(match=lambda m: m.request == ACK,
+                             timeout=PEER_WAIT)
+            acks.append(m)
+        assert sorted(a.sender for a in acks) == sorted(rpids)
+        for a in acks:
+            mode = modes[rpids.index(a.sender)]
+            want = bus_expected(count, mode == "forme")
+            assert a.recipient == me
+            assert a.data == b"ack %d %016x" % (len(want), bus_sum(want))
+        for r, mode in zip(readers, modes):
+            lines = r.finish()
+            got = c_events(lines, "recv")
+            assert [(m["request"], m["recipient"], m["data"]) for m in got] \
+                == bus_expected(count, mode == "forme")
+            assert all(m["sender"] == me for m in got)
+            assert lines[-1] == "ok"
+    finally:
+        bus.close()
+        mproc.unlink(name)
+
+
+# --- Slot --------------------------------------------------------------------
+
+
+def test_slot_c_writer_python_reader(cpeer, programs, name):
+    """A C program creates a named slot, publishes value 0, then (once the
+    Python reader replied on NAME.r) many more at once; the Python program
+    sees value 0, then only newer values, ending with the last, every
+    field checked; the C side checks the replies' fields."""
+    count = 200
+    writer = programs([cpeer, "slotparent", name, count])
+    wpid = ready_pid(writer)
+    reader = programs(python_peer("slotreader", name, wpid, count))
+    rlines = reader.finish()
+    clines = writer.finish()
+    values = py_events(rlines, "value")
+    idx = [struct.unpack_from("<I", v["data"])[0] for v in values]
+    assert idx[0] == 0 and idx[-1] == count - 1
+    assert idx == sorted(set(idx)), "a value seen twice or out of order"
+    for i, v in zip(idx, values):
+        assert (v["request"], v["sender"], v["recipient"], v["data"]) == (
+            slot_request(i), wpid, mproc.ANYONE, item(i))
+    replies = c_events(clines, "reply")
+    assert [r["data"] for r in replies] == [
+        b"seen 0", b"seen %d %d" % (count - 1, len(values))]
+    for r in replies:
+        assert (r["request"], r["sender"], r["recipient"]) == (
+            mproc.USER, reader.proc.pid, wpid)
+    assert clines[-1] == "ok"
+
+
+def test_slot_python_writer_c_reader(cpeer, programs, name):
+    """A Python program creates the slots (mproc.Slot(name=...)) and
+    publishes; the C program takes value 0, replies, then takes only newer
+    values up to the last; every field checked on both sides."""
+    me = os.getpid()
+    count = 200
+    s = mproc.Slot(name=name)
+    r = mproc.Slot(name=name + ".r")
+    try:
+        s.send_msg(slot_request(0), item(0))
+        reader = programs([cpeer, "slotreader", name, me, count])
+        m = r.recv_msg(timeout=PEER_WAIT)
+        assert m.request == mproc.USER and m.recipient == me
+        assert m.data == b"seen 0"
+        cpid = m.sender
+        for i in range(1, count):
+            s.send_msg(slot_request(i), item(i))
+        m = r.recv_msg(timeout=PEER_WAIT)
+        assert (m.request, m.sender, m.recipient) == (mproc.USER, cpid, me)
+        words = m.data.split()
+        assert words[:2] == [b"seen", b"%d" % (count - 1)], m.data
+        lines = reader.finish()
+        values = c_events(lines, "value")
+        idx = [struct.unpack_from("<I", v["data"])[0] for v in values]
+        assert idx[0] == 0 and idx[-1] == count - 1
+        assert idx == sorted(set(idx))
+        assert int(words[2]) == len(values)
+        for i, v in zip(idx, values):
+            assert (v["request"], v["sender"], v["recipient"], v["data"]) \
+                == (slot_request(i), me, mproc.ANYONE, item(i))
+        assert lines[-1] == "ok values=%d" % len(values)
+        assert cpid == reader.proc.pid
+    finally:
+        s.close()
+        r.close()
+        mproc.unlink(name)
+        mproc.unlink(name + ".r")
