@@ -163,6 +163,19 @@ typedef struct mproc_stats {
 int mproc_pipe_open(mproc_conn **parent_end, mproc_conn **child_end);
 
 /*
+ * mproc_pipe_adopt makes a pipe end of fd, one end of an AF_UNIX stream
+ * socketpair whose other end is (or will be) a pipe end too: an end
+ * mproc_pipe_open made, passed to another program as a descriptor (over
+ * a Unix socket, or inherited across exec()), is dup()ed there and
+ * adopted. The end takes fd over (mproc_close closes it) and sets it
+ * blocking and close-on-exec. Nothing is read or written. Used by the
+ * Python package to hand a pipe to a spawned process.
+ * Returns 0, -EINVAL (NULL end, fd negative or not an AF_UNIX stream
+ * socket: fd is left as it was), -EBADF or -ENOMEM.
+ */
+int mproc_pipe_adopt(mproc_conn **end, int fd);
+
+/*
  * mproc_queue_open creates a joinable queue in an anonymous MAP_SHARED
  * mapping; call it before fork(). opts may be NULL for the defaults.
  * Options that cannot work (capacity too small for one message of

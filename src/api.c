@@ -68,6 +68,13 @@ int mproc_pipe_open(mproc_conn **parent_end, mproc_conn **child_end)
 	return mproc__pipe_open(parent_end, child_end);
 }
 
+int mproc_pipe_adopt(mproc_conn **end, int fd)
+{
+	if (end == NULL)
+		return -EINVAL;
+	return mproc__pipe_adopt(end, fd);
+}
+
 int mproc_queue_open(mproc_conn **queue, const mproc_queue_opts *opts)
 {
 	if (queue == NULL)

@@ -72,6 +72,7 @@ int mproc__queue_create(mproc_conn **q, const char *name,
 int mproc__queue_attach_name(mproc_conn **q, const char *name);
 int mproc__name_unlink(const char *name);
 int mproc__pipe_open(mproc_conn **a, mproc_conn **b);
+int mproc__pipe_adopt(mproc_conn **end, int fd);
 
 /* Slot (src/slot/); s is known to be a slot. */
 int mproc__slot_open(mproc_conn **s, const mproc_slot_opts *opts);

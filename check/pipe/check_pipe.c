@@ -3,6 +3,7 @@
  * order, peer death, timeouts, signals, predicates, -EMSGSIZE, poll(),
  * framing errors and bad arguments.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1143,6 +1144,58 @@ START_TEST(test_pipe_threads_wait_their_turn)
 }
 END_TEST
 
+/* ---- mproc_pipe_adopt: an end made of a descriptor -------------------- */
+
+START_TEST(test_pipe_adopt)
+{
+	mproc_conn *parent, *child, *adopted;
+	unsigned char buf[64];
+	mproc_msg m;
+	int fd, sv[2], dg[2], fl;
+
+	open_pair(&parent, &child);
+	/* A message already in the socket is received by the adopter. */
+	ck_assert_int_eq(mproc_send(parent, MPROC_USER + 5, 0, "hello", 5), 0);
+	fd = dup(mproc_fd(child));
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(mproc_close(child), 0);
+	fl = fcntl(fd, F_GETFL);
+	ck_assert_int_eq(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+	ck_assert_int_eq(mproc_pipe_adopt(&adopted, fd), 0);
+	ck_assert_int_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	ck_assert_int_ne(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+	ck_assert_int_eq(recv_t(adopted, &m, buf, sizeof(buf), NULL, NULL, 1000), 0);
+	ck_assert_int_eq(m.request, MPROC_USER + 5);
+	ck_assert_int_eq(m.sender, getpid());
+	ck_assert_uint_eq(m.size, 5);
+	ck_assert_int_eq(memcmp(buf, "hello", 5), 0);
+	/* Both ways. */
+	ck_assert_int_eq(mproc_send(adopted, MPROC_DO, 0, "x", 1), 0);
+	ck_assert_int_eq(recv_t(parent, &m, buf, sizeof(buf), NULL, NULL, 1000), 0);
+	ck_assert_int_eq(m.request, MPROC_DO);
+	ck_assert_int_eq(mproc_close(adopted), 0);
+	/* Closing the adopted end closed fd: the peer sees the end. */
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+	ck_assert_int_eq(recv_t(parent, &m, buf, sizeof(buf), NULL, NULL, 1000), -EPIPE);
+	ck_assert_int_eq(mproc_close(parent), 0);
+
+	/* Bad descriptors: -EINVAL or -EBADF, fd left alone. */
+	ck_assert_int_eq(mproc_pipe_adopt(NULL, 0), -EINVAL);
+	ck_assert_int_eq(mproc_pipe_adopt(&adopted, -1), -EINVAL);
+	ck_assert_int_eq(mproc_pipe_adopt(&adopted, 1000000), -EBADF);
+	ck_assert_int_eq(pipe(sv), 0);
+	ck_assert_int_eq(mproc_pipe_adopt(&adopted, sv[0]), -EINVAL);
+	ck_assert_int_ne(fcntl(sv[0], F_GETFD), -1);
+	close(sv[0]);
+	close(sv[1]);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, dg), 0);
+	ck_assert_int_eq(mproc_pipe_adopt(&adopted, dg[0]), -EINVAL);
+	ck_assert_int_ne(fcntl(dg[0], F_GETFD), -1);
+	close(dg[0]);
+	close(dg[1]);
+}
+END_TEST
+
 Suite *pipe_suite(void);
 
 Suite *pipe_suite(void)
@@ -1157,6 +1210,7 @@ Suite *pipe_suite(void)
 	tcase_add_test(tc, test_pipe_fd_poll);
 	tcase_add_test(tc, test_pipe_threads_duplex);
 	tcase_add_test(tc, test_pipe_threads_wait_their_turn);
+	tcase_add_test(tc, test_pipe_adopt);
 
 	tc = check_tcase(s, "peer_gone");
 	tcase_add_test(tc, test_pipe_peer_death);

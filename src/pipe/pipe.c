@@ -58,6 +58,7 @@
  * a send never takes recv_mu, so they never wait on each other.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -884,4 +885,41 @@ fail:
 		free(pb);
 	}
 	return rc;
+}
+
+int mproc__pipe_adopt(mproc_conn **end, int fd)
+{
+	struct pipe_end *p;
+	int type = 0, domain = 0, fl, rc;
+	socklen_t len = sizeof(type);
+
+	if (fd < 0)
+		return -EINVAL;
+	/* Only an AF_UNIX stream socket can carry the frames. */
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return errno == ENOTSOCK ? -EINVAL : -errno;
+	len = sizeof(domain);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+		return -errno;
+	if (type != SOCK_STREAM || domain != AF_UNIX)
+		return -EINVAL;
+	if ((fl = fcntl(fd, F_GETFL)) < 0)
+		return -errno;
+	if ((p = pipe_new()) == NULL)
+		return -ENOMEM;
+	/* Blocking, close-on-exec, the send and receive slices: as
+	 * mproc_pipe_open makes its ends. Nothing is changed on failure. */
+	if ((rc = pipe_set_slice(fd)) != 0) {
+		free(p);
+		return rc;
+	}
+	if ((fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		rc = -errno;
+		free(p);
+		return rc;
+	}
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	p->fd = fd;
+	*end = &p->base;
+	return 0;
 }
