@@ -17,14 +17,17 @@ and fails the test).
 """
 import array
 import dataclasses
+import inspect
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.queues
 import os
 import pickle
 import queue
 import select
 import signal
 import struct
+import sys
 import time
 import traceback
 
@@ -36,6 +39,9 @@ import mproc
 TIMEOUT = 30.0
 
 METHODS = ("fork", "spawn", "forkserver")
+# The fork server imports the test modules once (not every child).
+multiprocessing.get_context("forkserver").set_forkserver_preload(
+    ["test_dropin", "test_numpy"])
 QUEUE_CLASSES = ("Queue", "JoinableQueue")
 
 
@@ -98,6 +104,11 @@ class Child:
 
     def __init__(self, ctx, func, *args):
         self.name = func.__name__
+        # Keep the arguments alive while the child runs (Process.start
+        # drops its own references; multiprocessing's Event, unlike an
+        # mproc object, is gone for a spawned child once the parent's copy
+        # is collected).
+        self.args = args
         self._report, w = ctx.Pipe(duplex=False)
         self.proc = ctx.Process(target=_child_main, args=(w, func, args))
         self.proc.start()
@@ -127,10 +138,17 @@ class Child:
         assert self.proc.exitcode == 0, (self.name, self.proc.exitcode)
 
     def kill(self):
-        """SIGKILL the child (if it still runs) and reap it."""
+        """SIGKILL the child (if it still runs) and reap it; print what
+        it reported if it failed (shown with the test's failure)."""
         if self.proc.is_alive():
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.join(TIMEOUT)
+        try:
+            err = self._report.recv() if self._report.poll(0) else None
+        except (EOFError, OSError):
+            err = None
+        if err:
+            print(err, file=sys.stderr)
 
 
 @pytest.fixture(params=METHODS)
@@ -386,6 +404,30 @@ def test_queue_maxsize_zero_or_negative_is_unbounded(start, qcls, maxsize):
     assert [q.get(timeout=0) for _ in range(2000)] == list(range(2000))
 
 
+def _put_and_die(q, n):
+    for i in range(n):
+        q.put(("last words", i))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_queue_put_then_killed_loses_nothing(ctx, qcls):
+    """Better than multiprocessing (whose feeder thread dies with the
+    process, taking what it had not written): a process SIGKILLed right
+    after its puts returned loses none of them."""
+    q = qcls()
+    p = ctx.Process(target=_put_and_die, args=(q, 500))
+    p.start()
+    p.join(TIMEOUT)
+    if p.is_alive():
+        p.kill()
+        p.join(TIMEOUT)
+        pytest.fail("the child did not die")
+    assert p.exitcode == -signal.SIGKILL
+    assert [q.get(timeout=TIMEOUT) for _ in range(500)] == [
+        ("last words", i) for i in range(500)]
+    assert q.empty()
+
+
 def test_queue_put_visible_at_once(start, qcls):
     """Better than multiprocessing: put_nowait then get_nowait in the same
     process never raises Empty (no feeder thread in between)."""
@@ -464,6 +506,13 @@ def test_queue_parent_closes_right_after_start(start, qcls):
 
 def _join_thread_rules(q):
     q.cancel_join_thread()      # allowed before close, as multiprocessing
+    try:
+        q.join_thread()         # multiprocessing: an assert, before close
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("join_thread() before close() did not raise "
+                             "AssertionError")
     q.put(1)
     q.close()
     assert q.join_thread() is None
@@ -851,6 +900,24 @@ def test_pipe_one_way(start):
     r.close()
 
 
+def test_pipe_checks_in_multiprocessing_order():
+    """As multiprocessing: a closed handle, then the direction, are checked
+    before the arguments (OSError, not ValueError)."""
+    r, w = mproc.Pipe(duplex=False)
+    with pytest.raises(OSError, match="connection is read-only"):
+        r.send_bytes(b"x", 5)
+    with pytest.raises(OSError, match="connection is write-only"):
+        w.recv_bytes_into(bytearray(2), -1)
+    with pytest.raises(OSError, match="connection is write-only"):
+        w.recv_bytes(-1)
+    r.close()
+    w.close()
+    with pytest.raises(OSError, match="handle is closed"):
+        r.recv_bytes(-1)
+    with pytest.raises(OSError, match="handle is closed"):
+        w.send_bytes(b"x", 5)
+
+
 def _poll_child(c, ready):
     # Nothing there yet: poll() and poll(t <= 0) answer at once, poll(t)
     # after t seconds.
@@ -934,6 +1001,10 @@ def test_pipe_recv_bytes_maxlength(start):
     child.finish()
     with pytest.raises(OSError, match="bad message length"):
         a.recv_bytes(99)
+    # Better than multiprocessing (whose connection is then unusable):
+    # the message stays, for a large enough buffer.
+    assert a.recv_bytes(100) == b"m" * 100
+    a.close()
 
 
 def test_pipe_recv_bytes_into(start):
@@ -1081,7 +1152,8 @@ def test_pipe_eof_when_peer_closed(start):
     a.close()
 
 
-def _recv_expect_eof(c, ready):
+def _recv_expect_eof(c, other, ready):
+    other.close()    # this process's copy of the other end (fork: inherited)
     ready.set()
     try:
         c.recv()
@@ -1096,7 +1168,7 @@ def test_pipe_blocked_recv_wakes_on_peer_close(start, ctx):
     the peer end closes: nothing wedges."""
     a, b = mproc.Pipe()
     ready = ctx.Event()
-    child = start(_recv_expect_eof, b, ready)
+    child = start(_recv_expect_eof, b, a, ready)
     b.close()
     wait_event(ready, "the child to wait")
     a.close()
@@ -1152,3 +1224,72 @@ def test_pipe_both_ends_duplex(start):
         assert a.poll(TIMEOUT)
         assert a.recv() == ("pong", i)
     child.finish()
+
+
+# ---------------------------------------------------------------------
+# Same methods and signatures as multiprocessing's
+# ---------------------------------------------------------------------
+
+def _same_signature(ours, theirs, what):
+    """Every parameter of theirs is in ours, with its name, kind and
+    default, in the same order; ours may add parameters with defaults
+    (after theirs), so every call that works on theirs works on ours."""
+    a = inspect.signature(ours).parameters
+    b = inspect.signature(theirs).parameters
+    for name, p in b.items():
+        if name in ("self", "ctx"):
+            continue
+        assert name in a, "%s: no parameter %r" % (what, name)
+        q = a[name]
+        assert q.kind == p.kind, "%s(%s): kind %s" % (what, name, q.kind)
+        assert q.default == p.default, "%s(%s): default %r, not %r" % (
+            what, name, q.default, p.default)
+    extra = [n for n in a if n not in b and n != "self"]
+    for n in extra:
+        assert a[n].default is not inspect.Parameter.empty or a[n].kind in (
+            inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD), \
+            "%s: extra parameter %r has no default" % (what, n)
+    names = list(a)
+    for n in extra:
+        if a[n].kind == inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            assert all(names.index(n) > names.index(m) for m in b
+                       if m in a and b[m].kind ==
+                       inspect.Parameter.POSITIONAL_OR_KEYWORD), \
+                "%s: extra parameter %r before theirs" % (what, n)
+    order = [n for n in a if n in b]
+    assert order == [n for n in b if n in a], "%s: order %s" % (what, order)
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    ("Queue", multiprocessing.queues.Queue),
+    ("JoinableQueue", multiprocessing.queues.JoinableQueue)])
+def test_queue_methods_and_signatures(ours, theirs):
+    """mproc's queues have every public method of multiprocessing's, with
+    the same parameters (names, kinds, defaults)."""
+    cls = getattr(mproc, ours)
+    _same_signature(cls.__init__, theirs.__init__, ours)
+    public = [n for n in dir(theirs) if not n.startswith("_")]
+    for n in public:
+        assert hasattr(cls, n), "%s has no %s" % (ours, n)
+        _same_signature(getattr(cls, n), getattr(theirs, n),
+                        "%s.%s" % (ours, n))
+    assert issubclass(mproc.JoinableQueue, mproc.Queue)
+
+
+def test_pipe_methods_and_signatures():
+    """mproc.Pipe(duplex=True) and its Connection have multiprocessing's
+    API: every public method with the same parameters, and the closed,
+    readable and writable properties."""
+    _same_signature(mproc.Pipe, multiprocessing.connection.Pipe, "Pipe")
+    a, b = mproc.Pipe()
+    theirs = multiprocessing.connection.Connection
+    for n in [n for n in dir(theirs) if not n.startswith("_")]:
+        assert hasattr(a, n), "Connection has no " + n
+        if callable(getattr(theirs, n)):
+            _same_signature(getattr(a, n), getattr(theirs, n),
+                            "Connection." + n)
+    for n in ("__enter__", "__exit__"):
+        assert hasattr(a, n)
+    assert (a.closed, a.readable, a.writable) == (False, True, True)
+    a.close()
+    b.close()

@@ -17,11 +17,11 @@ whole program).
 import errno
 import json
 import os
-import select
+import queue
 import struct
 import subprocess
 import sys
-import time
+import threading
 
 import mproc
 
@@ -255,62 +255,70 @@ def child_env():
 
 
 class Program:
-    """A program started with subprocess, its stdout read line by line
-    with a deadline."""
+    """A program started with subprocess. A thread of the test drains its
+    stdout and stderr as they come (a program must never block on a full
+    pipe while the test waits for it), so its lines can be read with a
+    deadline."""
 
     def __init__(self, argv):
         self.argv = argv
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=child_env())
-        self._buf = b""
+        self._lines = queue.Queue()
+        self._err = []
         self.lines = []
+        self._threads = [
+            threading.Thread(target=self._drain, daemon=True,
+                             args=(self.proc.stdout, self._lines.put)),
+            threading.Thread(target=self._drain, daemon=True,
+                             args=(self.proc.stderr, self._err.append))]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _drain(f, put):
+        for line in f:
+            put(line.decode(errors="replace").rstrip("\n"))
+        put(None)
 
     def readline(self, timeout=PEER_WAIT):
         """The next line of stdout (without the newline); fails the test
         when none comes in time."""
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                self.kill()
-                pytest.fail("%s: no line within %s s; stderr: %s"
-                            % (self.argv, timeout, self.stderr()))
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                self.proc.wait(TIMEOUT)
-                pytest.fail("%s ended (status %s) before a line; stderr: %s"
-                            % (self.argv, self.proc.returncode,
-                               self.stderr()))
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        line = line.decode()
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            pytest.fail("%s: no line within %s s; stderr: %s"
+                        % (self.argv, timeout, self.stderr()))
+        if line is None:
+            self.proc.wait(TIMEOUT)
+            pytest.fail("%s ended (status %s) before a line; stderr: %s"
+                        % (self.argv, self.proc.returncode, self.stderr()))
         self.lines.append(line)
         return line
 
     def stderr(self):
-        try:
-            if self.proc.poll() is None:
-                return "(running)"
-            return self.proc.stderr.read().decode(errors="replace")
-        except Exception as e:  # pragma: no cover - diagnostics only
-            return repr(e)
+        return "\n".join(x for x in self._err if x is not None)
 
     def finish(self, timeout=TIMEOUT):
         """Wait for the end; fail unless it exited 0. Returns all lines."""
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail("%s did not finish within %s s" % (self.argv,
                                                            timeout))
-        text = (self._buf + out).decode()
-        self._buf = b""
-        self.lines += text.splitlines()
+        for t in self._threads:
+            t.join(TIMEOUT)
+        while True:
+            line = self._lines.get(timeout=TIMEOUT)
+            if line is None:
+                break
+            self.lines.append(line)
         if self.proc.returncode != 0:
             pytest.fail("%s exited with %s; stderr:\n%s"
-                        % (self.argv, self.proc.returncode,
-                           err.decode(errors="replace")), pytrace=False)
+                        % (self.argv, self.proc.returncode, self.stderr()),
+                        pytrace=False)
         return self.lines
 
     def kill(self):
@@ -333,8 +341,6 @@ def programs():
     yield run
     for p in started:
         p.kill()
-        p.proc.stdout.close()
-        p.proc.stderr.close()
 
 
 @pytest.fixture
@@ -410,35 +416,225 @@ def test_constants_and_message():
     assert issubclass(mproc.Error, OSError)
 
 
-@pytest.mark.parametrize("kind", ["queue", "bus", "slot"])
-def test_send_msg_bad_arguments_and_timeouts(kind, name):
+KINDS = ["queue", "joinable", "pipe", "bus", "slot"]
+
+
+class Channel:
+    """A sending and a receiving end of one kind (the same object but for
+    the pipe), closed and unlinked by close()."""
+
+    def __init__(self, kind, name, **kw):
+        self.kind, self.name = kind, name
+        if kind == "pipe":
+            self.tx, self.rx = mproc.Pipe()
+            self.name = None
+        else:
+            cls = {"queue": mproc.Queue, "joinable": mproc.JoinableQueue,
+                   "bus": mproc.Bus, "slot": mproc.Slot}[kind]
+            self.tx = self.rx = cls(name=name, **kw)
+            if kind == "bus":
+                self.tx.subscribe()
+
+    def close(self):
+        self.tx.close()
+        self.rx.close()
+        if self.name:
+            mproc.unlink(self.name)
+
+
+@pytest.fixture
+def channel(name):
+    made = []
+
+    def make(kind, **kw):
+        c = Channel(kind, name, **kw)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_four_fields_on_every_kind(kind, channel):
+    """send_msg/recv_msg carry request, sender (this process), recipient
+    and the payload bytes exactly, on every kind; the payload comes back
+    as bytes (bytes-like payloads are sent as their bytes)."""
+    c = channel(kind)
+    me = os.getpid()
+    cases = [(mproc.DO, b"", mproc.ANYONE), (mproc.FINISHED, b"\x00", me),
+             (mproc.DIE, bytes(range(256)), 12345),
+             (mproc.USER, b"\xff" * 60000, mproc.ANYONE),
+             (mproc.USER + 1, bytearray(b"bytearray"), me),
+             (mproc.USER + 2, memoryview(b"memoryview"), 0),
+             (2 ** 31 - 1, b"largest code", 2 ** 22)]
+    for request, data, recipient in cases:
+        c.tx.send_msg(request, data, recipient=recipient, timeout=PEER_WAIT)
+        m = c.rx.recv_msg(timeout=PEER_WAIT)
+        assert isinstance(m, mproc.Message) and type(m.data) is bytes
+        assert m == (request, me, recipient, bytes(data))
+    c.tx.send_msg(mproc.USER)          # the defaults: no data, to anyone
+    assert c.rx.recv_msg(timeout=PEER_WAIT) == (mproc.USER, me, 0, b"")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_send_msg_bad_arguments_and_timeouts(kind, channel):
     """A request code that is not DO, FINISHED, DIE or >= USER, and a
     recipient below 0, are mproc.Error EINVAL and send nothing; a native
     wait that ran out raises TimeoutError."""
-    if kind == "queue":
-        c = mproc.Queue(name=name)
-    elif kind == "bus":
-        c = mproc.Bus(name=name)
-        c.subscribe()
-    else:
-        c = mproc.Slot(name=name)
+    c = channel(kind)
+    for request, recipient in ((0, 0), (-1, 0), (4, 0), (1023, 0),
+                               (mproc.DO, -1), (mproc.USER, -5)):
+        with pytest.raises(mproc.Error) as e:
+            c.tx.send_msg(request, b"x", recipient=recipient, timeout=1)
+        assert isinstance(e.value, OSError)
+        assert e.value.errno == errno.EINVAL, (request, recipient)
+    for t in (0, 0.05):
+        with pytest.raises(TimeoutError):
+            c.rx.recv_msg(timeout=t)
+    c.tx.send_msg(mproc.USER + 7, b"\x00\xff", recipient=os.getpid())
+    m = c.rx.recv_msg(timeout=PEER_WAIT)
+    assert m == (mproc.USER + 7, os.getpid(), os.getpid(), b"\x00\xff")
+
+
+@pytest.mark.parametrize("kind", ["queue", "joinable", "bus"])
+def test_send_msg_full_times_out(kind, channel):
+    """A send that finds no room in time raises TimeoutError (a queue of
+    maxsize 1; a small bus whose reader does not read)."""
+    if kind == "bus":
+        c = channel(kind, capacity=64 << 10, max_payload=1 << 10)
+        with pytest.raises(TimeoutError):
+            for _ in range(1000):
+                c.tx.send_msg(mproc.USER, b"b" * 1000, timeout=0.01)
+        return
+    cls = mproc.Queue if kind == "queue" else mproc.JoinableQueue
+    q = cls(1)
     try:
-        for request, recipient in ((0, 0), (-1, 0), (4, 0), (1023, 0),
-                                   (mproc.DO, -1), (mproc.USER, -5)):
-            with pytest.raises(mproc.Error) as e:
-                c.send_msg(request, b"x", recipient=recipient, timeout=1)
-            assert e.value.errno == errno.EINVAL, (request, recipient)
-        with pytest.raises(TimeoutError):
-            c.recv_msg(timeout=0.05)
-        with pytest.raises(TimeoutError):
-            c.recv_msg(timeout=0)
-        c.send_msg(mproc.USER + 7, b"\x00\xff", recipient=os.getpid())
-        m = c.recv_msg(timeout=PEER_WAIT, for_me=True)
-        assert m == (mproc.USER + 7, os.getpid(), os.getpid(), b"\x00\xff")
-        assert isinstance(m, mproc.Message) and type(m.data) is bytes
+        q.send_msg(mproc.USER, b"one", timeout=0)
+        for t in (0, 0.05):
+            with pytest.raises(TimeoutError):
+                q.send_msg(mproc.USER, b"two", timeout=t)
+        assert q.recv_msg(timeout=0).data == b"one"
     finally:
-        c.close()
+        q.close()
+
+
+@pytest.mark.parametrize("kind", ["queue", "joinable", "pipe", "bus"])
+def test_match_and_for_me(kind, channel):
+    """match= gets each candidate as a Message and takes the first it
+    accepts; on a queue or a pipe what it rejects keeps its place, in
+    order; on a bus it is passed for this reader only. for_me=True takes
+    messages to this process or to ANYONE only."""
+    c = channel(kind)
+    me = os.getpid()
+    for k in (1, 2, 3):
+        c.tx.send_msg(mproc.USER + k, b"%d" % k)
+    seen = []
+
+    def want2(m):
+        assert isinstance(m, mproc.Message) and type(m.data) is bytes
+        seen.append(m.request)
+        return m.request == mproc.USER + 2
+    m = c.rx.recv_msg(match=want2, timeout=PEER_WAIT)
+    assert m == (mproc.USER + 2, me, 0, b"2")
+    assert seen[0] == mproc.USER + 1
+    if kind == "bus":
+        rest = [mproc.USER + 3]
+    else:
+        rest = [mproc.USER + 1, mproc.USER + 3]
+    assert [c.rx.recv_msg(timeout=PEER_WAIT).request for _ in rest] == rest
+    with pytest.raises(TimeoutError):
+        c.rx.recv_msg(timeout=0)
+    # for_me: to someone else (pid 1), to me, to anyone.
+    for request, to in ((mproc.USER + 10, 1), (mproc.USER + 11, me),
+                        (mproc.USER + 12, mproc.ANYONE)):
+        c.tx.send_msg(request, b"", recipient=to)
+    got = [c.rx.recv_msg(for_me=True, timeout=PEER_WAIT) for _ in range(2)]
+    assert [(m.request, m.recipient) for m in got] == [
+        (mproc.USER + 11, me), (mproc.USER + 12, 0)]
+    with pytest.raises(TimeoutError):
+        c.rx.recv_msg(for_me=True, timeout=0.05)
+    if kind == "bus":
+        with pytest.raises(TimeoutError):     # passed for this reader
+            c.rx.recv_msg(timeout=0)
+    else:
+        m = c.rx.recv_msg(timeout=PEER_WAIT)  # it kept its place
+        assert (m.request, m.recipient) == (mproc.USER + 10, 1)
+
+
+@pytest.mark.parametrize("kind", ["queue", "joinable", "pipe"])
+def test_match_that_raises_loses_nothing(kind, channel):
+    """An exception in match= comes out of recv_msg; the message stays."""
+    c = channel(kind)
+    c.tx.send_msg(mproc.USER, b"kept")
+
+    def boom(m):
+        raise ZeroDivisionError("in the predicate")
+    with pytest.raises(ZeroDivisionError):
+        c.rx.recv_msg(match=boom, timeout=PEER_WAIT)
+    assert c.rx.recv_msg(timeout=PEER_WAIT).data == b"kept"
+
+
+def test_slot_match_counts_as_seen(channel):
+    """On a slot a value match= rejects counts as seen; a newer one is
+    taken; values written in between are skipped (the latest wins)."""
+    c = channel("slot")
+    c.tx.send_msg(mproc.USER + 1, b"v1")
+    with pytest.raises(TimeoutError):
+        c.rx.recv_msg(match=lambda m: False, timeout=0.05)
+    with pytest.raises(TimeoutError):
+        c.rx.recv_msg(timeout=0.05)
+    for k in (2, 3, 4):
+        c.tx.send_msg(mproc.USER + k, b"v%d" % k)
+    assert c.rx.recv_msg(timeout=PEER_WAIT) == (mproc.USER + 4, os.getpid(),
+                                                0, b"v4")
+    with pytest.raises(TimeoutError):
+        c.rx.recv_msg(timeout=0)
+
+
+def mproc_dir():
+    return os.environ.get("MPROC_DIR") or "/dev/shm/mproc-%d" % os.geteuid()
+
+
+@pytest.mark.parametrize("cls,base", [
+    ("Queue", "Queue"), ("JoinableQueue", "Queue"), ("Bus", "Bus"),
+    ("Slot", "Slot"), ("Event", "Slot")])
+def test_named_create_attach_unlink(cls, base, name):
+    """name= creates the object (a file in the directory); mproc.attach
+    returns an object of the right class; a second create while it is
+    held is EEXIST; mproc.unlink removes the name (ENOENT after)."""
+    path = os.path.join(mproc_dir(), name[1:])
+    obj = getattr(mproc, cls)(name=name)
+    try:
+        assert os.path.exists(path)
+        a = mproc.attach(name)
+        assert isinstance(a, getattr(mproc, base)), type(a)
+        a.close()
+        with pytest.raises(mproc.Error) as e:
+            getattr(mproc, cls)(name=name)
+        assert e.value.errno == errno.EEXIST
         mproc.unlink(name)
+        assert not os.path.exists(path)
+        with pytest.raises(mproc.Error) as e:
+            mproc.attach(name)
+        assert e.value.errno == errno.ENOENT
+        with pytest.raises(mproc.Error) as e:
+            mproc.unlink(name)
+        assert e.value.errno == errno.ENOENT
+    finally:
+        obj.close()
+
+
+@pytest.mark.parametrize("bad", ["jobs", "/", "/.hidden", "/a b", "/a/b",
+                                 "/" + "x" * 201, "/é"])
+def test_named_bad_names(bad):
+    """A name that is not "/" and 1 to 200 of [A-Za-z0-9._-] (not starting
+    with ".") is mproc.Error EINVAL."""
+    for make in (lambda: mproc.Queue(name=bad), lambda: mproc.attach(bad),
+                 lambda: mproc.unlink(bad)):
+        with pytest.raises(mproc.Error) as e:
+            make()
+        assert e.value.errno == errno.EINVAL
 
 
 # --- Queue -------------------------------------------------------------------
