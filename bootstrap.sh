@@ -7,8 +7,10 @@ set -eu
 cd "$(dirname "$0")"
 
 need=""
-# check: the tests; libssl-dev: the demo's SHA-256; man-db, groff-base: man --warnings
-for pkg in gcc make autoconf automake libtool pkg-config check libssl-dev man-db groff-base; do
+# check: the tests; libssl-dev: the demo's SHA-256; man-db, groff-base: man --warnings;
+# python3, python3-pytest, python3-numpy: the Python package and its tests
+for pkg in gcc make autoconf automake libtool pkg-config check libssl-dev man-db groff-base \
+	python3 python3-pytest python3-numpy; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
 		need="$need $pkg"
 	fi

@@ -1,0 +1,305 @@
+"""mproc.Pipe: multiprocessing.Pipe on mproc's pipe.
+
+``Pipe(duplex=True)`` returns two :class:`Connection` objects with the
+whole API of :class:`multiprocessing.connection.Connection`: ``send``,
+``recv``, ``poll``, ``send_bytes``, ``recv_bytes``, ``recv_bytes_into``,
+``fileno``, ``close``, ``closed``, ``readable``, ``writable`` and the
+context manager; messages of any size multiprocessing's pipe takes
+(those over 16 MiB travel in chunks). A Connection pickles to a process
+started with spawn or forkserver as its descriptor, as multiprocessing's
+does. Plus the four-field API (``send_msg``, ``recv_msg``).
+"""
+
+import ctypes
+import errno
+import struct
+
+from . import _lib, _codec
+from ._lib import lib, check, error, to_ms, PICKLE, NDARRAY, BYTES, \
+    LARGE, CHUNK, PIPE_MAX_PAYLOAD
+from ._channel import Channel, Message, Empty, Full, RECV_BUF
+
+__all__ = ["Pipe", "Connection", "BufferTooShort"]
+
+from multiprocessing import BufferTooShort  # the same class users catch
+
+_EPIPE = -errno.EPIPE
+_EMSGSIZE = -errno.EMSGSIZE
+_ETIMEDOUT = -errno.ETIMEDOUT
+_EAGAIN = -errno.EAGAIN
+_LARGE_HDR = struct.Struct("<iQ")  # inner request, total size
+_CHUNK = PIPE_MAX_PAYLOAD
+
+
+def Pipe(duplex=True):
+    """Return a pair ``(conn1, conn2)`` of :class:`Connection` objects
+    joined by an mproc pipe. With ``duplex=False``, conn1 only receives
+    and conn2 only sends, as multiprocessing's."""
+    a = ctypes.c_void_p()
+    b = ctypes.c_void_p()
+    check(lib.mproc_pipe_open(ctypes.byref(a), ctypes.byref(b)))
+    c1 = Connection._wrap(a, True, duplex)
+    c2 = Connection._wrap(b, duplex, True)
+    return c1, c2
+
+
+class Connection(Channel):
+    """One end of an mproc :func:`Pipe`."""
+
+    _kind = "pipe"
+
+    @classmethod
+    def _wrap(cls, handle, readable, writable):
+        self = cls.__new__(cls)
+        self._setup(handle)
+        self._readable = readable
+        self._writable = writable
+        self._stash = None  # a message poll() took in
+        self._peek_size = None
+        return self
+
+    def __repr__(self):
+        return "<mproc.Connection %s>" % ("closed" if self._closed else
+                                          "fd %d" % self._fd_or(-1))
+
+    def _fd_or(self, dflt):
+        try:
+            return lib.mproc_fd(self._hv)
+        except Exception:
+            return dflt
+
+    @property
+    def readable(self):
+        """True if this end may receive."""
+        return self._readable
+
+    @property
+    def writable(self):
+        """True if this end may send."""
+        return self._writable
+
+    def _closed_error(self):
+        return OSError("handle is closed")
+
+    def _check_readable(self):
+        if not self._readable:
+            raise OSError("connection is write-only")
+
+    def _check_writable(self):
+        if not self._writable:
+            raise OSError("connection is read-only")
+
+    # -- pickling (spawn / forkserver): the descriptor -----------------------
+
+    def __reduce__(self):
+        from multiprocessing import reduction
+        fd = check(lib.mproc_fd(self._handle()))
+        return _rebuild, (reduction.DupFd(fd), self._readable,
+                          self._writable)
+
+    # -- sending ----------------------------------------------------------------
+
+    def _send(self, request, data):
+        """Send data (bytes-like) with request, in chunks when large."""
+        self._check_writable()
+        n = len(data)
+        if n <= _CHUNK:
+            if not isinstance(data, bytes):
+                data = bytes(data)
+            rc = self._send_bytes(request, 0, data, None)
+        else:
+            view = memoryview(data).cast("B")
+            with self._slock:  # frames of one message stay together
+                rc = self._send_locked(LARGE, _LARGE_HDR.pack(request, n))
+                off = 0
+                while rc == 0 and off < n:
+                    rc = self._send_locked(
+                        CHUNK, bytes(view[off:off + _CHUNK]))
+                    off += _CHUNK
+        if rc == _EPIPE:
+            raise BrokenPipeError(errno.EPIPE, "the other end is closed")
+        check(rc)
+
+    def _send_locked(self, request, data):
+        m = _lib.SendMsg(request, 0, 0, len(data), data, 0)
+        return self._wait(lambda t: lib.mproc_send_msg(
+            self._hv, ctypes.byref(m), t), None)
+
+    def send(self, obj):
+        """Send a picklable object (numpy arrays travel raw)."""
+        self._handle()
+        if _codec.is_ndarray(obj):
+            self._send(NDARRAY, _codec.nd_encode(obj))
+        else:
+            self._send(PICKLE, _codec.encode(obj)[1])
+
+    def send_bytes(self, buf, offset=0, size=None):
+        """Send bytes from a bytes-like *buf* (from *offset*, *size*
+        bytes), to be received whole by recv_bytes()."""
+        self._handle()
+        m = memoryview(buf)
+        if m.itemsize > 1:
+            m = m.cast("B")
+        n = len(m)
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        self._send(BYTES, m[offset:offset + size])
+
+    # -- receiving --------------------------------------------------------------
+
+    def _take(self, timeout):
+        """(request, payload bytes-like, fresh) of the next message, chunks
+        joined; EOFError when the peer is gone and all was read."""
+        self._check_readable()
+        if self._stash is not None:
+            got, self._stash = self._stash, None
+        else:
+            try:
+                got = self._recv_into(None, None, timeout, _raw)
+            except Error_EPIPE:
+                raise EOFError from None
+        req, data, fresh = got
+        if req == LARGE:
+            inner, total = _LARGE_HDR.unpack_from(data, 0)
+            out = bytearray(total)
+            base = ctypes.addressof((ctypes.c_char * total).from_buffer(out)) \
+                if total else 0
+            off = 0
+            m = _lib.Msg()
+            while off < total:
+                m.data = base + off
+                m.capacity = total - off
+                rc = self._wait(lambda t: lib.mproc_recv(
+                    self._hv, ctypes.byref(m), None, None, t), None)
+                if rc == _EPIPE:
+                    raise EOFError("the other end closed mid-message")
+                check(rc)
+                if m.request != CHUNK:
+                    raise error(-errno.EPROTO)
+                off += m.size
+            return inner, memoryview(out), True
+        return req, data, fresh
+
+    def recv(self):
+        """Receive an object sent with send() (EOFError when the other end
+        is closed and nothing is left)."""
+        self._handle()
+        req, data, fresh = self._take(None)
+        if req == NDARRAY:
+            return _codec.nd_decode(memoryview(data), fresh)
+        if req == PICKLE or req == BYTES:
+            import pickle
+            return pickle.loads(data)
+        return Message(req, 0, 0, bytes(data))
+
+    def recv_bytes(self, maxlength=None):
+        """Receive one message's bytes (sent with send_bytes). OSError
+        when it is longer than *maxlength* (the message stays)."""
+        self._handle()
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        if maxlength is not None and self._stash is None:
+            self.poll(None)
+            size = self._peek_size
+            if self._stash is None and size is not None and size > maxlength:
+                raise OSError("bad message length")
+        req, data, fresh = self._take(None)
+        if maxlength is not None and len(data) > maxlength:
+            self._stash = (req, data, fresh)
+            raise OSError("bad message length")
+        return bytes(data)
+
+    def recv_bytes_into(self, buf, offset=0):
+        """Receive one message's bytes into the writable buffer *buf* at
+        *offset*; returns their number. BufferTooShort (with the whole
+        message as its argument) when it does not fit."""
+        self._handle()
+        m = memoryview(buf)
+        if m.itemsize > 1:
+            m = m.cast("B")
+        if offset < 0:
+            raise ValueError("negative offset")
+        if offset > len(m):
+            raise ValueError("offset too large")
+        req, data, fresh = self._take(None)
+        n = len(data)
+        if offset + n > len(m):
+            raise BufferTooShort(bytes(data))
+        m[offset:offset + n] = data
+        return n
+
+    def poll(self, timeout=0.0):
+        """True if there is something to receive (or the other end is
+        gone), waiting up to *timeout* seconds (0: do not wait, None: for
+        ever)."""
+        self._handle()
+        self._check_readable()
+        if self._stash is not None:
+            return True
+        self._peek_size = None
+        h = self._hv
+        m = _lib.Msg()
+        m.data = None
+        m.capacity = 0
+        ref = ctypes.byref(m)
+        rc = self._wait(lambda t: lib.mproc_recv(h, ref, None, None, t),
+                        timeout)
+        if rc == _EMSGSIZE:
+            self._peek_size = m.size
+            return True  # it stayed where it was
+        if rc == 0:  # an empty message, taken: keep it for the next recv
+            self._stash = (m.request, memoryview(b""), True)
+            return True
+        if rc == _EPIPE:
+            return True
+        if rc == _ETIMEDOUT or rc == _EAGAIN:
+            return False
+        raise error(rc)
+
+    def recv_msg(self, match=None, timeout=None, for_me=False):
+        """The four-field receive (see :meth:`mproc.Queue.recv_msg`)."""
+        self._check_readable()
+        if self._stash is not None and match is None and not for_me:
+            req, data, _ = self._stash
+            self._stash = None
+            return Message(req, 0, 0, bytes(data))
+        try:
+            return Channel.recv_msg(self, match, timeout, for_me)
+        except Error_EPIPE:
+            raise EOFError from None
+
+
+class Error_EPIPE(_lib.Error):
+    """Internal: the peer is gone."""
+
+
+def _raw(request, sender, recipient, view, fresh):
+    return request, (view if fresh else bytes(view)), True
+
+
+def _recv_error(self, rc):
+    if rc == _EPIPE:
+        raise Error_EPIPE(errno.EPIPE, "the other end is closed")
+    Channel._recv_error(self, rc)
+
+
+Connection._recv_error = _recv_error
+
+
+def _rebuild(dupfd, readable, writable):
+    fd = dupfd.detach()
+    h = ctypes.c_void_p()
+    rc = lib.mproc_pipe_adopt(ctypes.byref(h), fd)
+    if rc < 0:
+        import os
+        os.close(fd)
+        check(rc)
+    return Connection._wrap(h, readable, writable)
