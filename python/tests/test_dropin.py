@@ -1293,3 +1293,201 @@ def test_pipe_methods_and_signatures():
     assert (a.closed, a.readable, a.writable) == (False, True, True)
     a.close()
     b.close()
+
+
+# ---------------------------------------------------------------------
+# Threads, fork with a thread inside a call, large objects, leftovers
+# ---------------------------------------------------------------------
+
+
+def _thread_puts_and_gets(q, out, n, nthreads):
+    import threading
+    got = []
+    lock = threading.Lock()
+
+    def producer(t):
+        for i in range(n):
+            q.put((t, i))
+
+    def consumer():
+        for _ in range(n):
+            x = q.get(timeout=TIMEOUT)
+            with lock:
+                got.append(x)
+    threads = [threading.Thread(target=producer, args=(t,))
+               for t in range(nthreads)]
+    threads += [threading.Thread(target=consumer) for _ in range(nthreads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+        assert not t.is_alive(), "a thread hung"
+    out.put(sorted(got))
+
+
+def test_queue_threads_in_processes(start, qcls, ctx):
+    """As multiprocessing's, the queue may be used by several threads of
+    each process at once: 4 producer and 4 consumer threads in the parent
+    and in a child, every object once."""
+    q, out = qcls(maxsize=64), ctx.Queue()
+    n, nt = 300, 4
+    child = start(_thread_puts_and_gets, q, out, n, nt)
+    _thread_puts_and_gets(q, out, n, nt)
+    both = out.get(timeout=TIMEOUT) + out.get(timeout=TIMEOUT)
+    child.finish()
+    assert sorted(both) == sorted([(t, i) for t in range(nt)
+                                   for i in range(n)] * 2)
+
+
+def _use_after_go(q_empty, q_full, go):
+    wait_event(go, "go")
+    q_empty.put("c", timeout=TIMEOUT)
+    assert q_empty.get(timeout=TIMEOUT) == "c"
+    assert q_full.get(timeout=TIMEOUT) == "second"
+    q_full.put("third", timeout=TIMEOUT)
+
+
+def test_queue_fork_while_threads_wait_inside(qcls):
+    """fork while other threads of the parent are blocked inside get() and
+    put(): the forked child's own get and put on the same objects work
+    (no lock is inherited held)."""
+    import threading
+    ctx = multiprocessing.get_context("fork")
+    q_empty, q_full = qcls(), qcls(maxsize=1)
+    q_full.put("first")
+    got = []
+    t1 = threading.Thread(target=lambda: got.append(
+        q_empty.get(timeout=TIMEOUT)))
+    t2 = threading.Thread(target=lambda: q_full.put("second",
+                                                    timeout=TIMEOUT))
+    t1.start()
+    t2.start()
+    # Give the threads time to enter their calls (the test is right
+    # either way; this only makes the case it is about likely).
+    time.sleep(0.2)
+    go = ctx.Event()
+    child = Child(ctx, _use_after_go, q_empty, q_full, go)
+    try:
+        q_empty.put("for the thread")
+        assert q_full.get(timeout=TIMEOUT) == "first"
+        t1.join(TIMEOUT)
+        t2.join(TIMEOUT)
+        assert not t1.is_alive() and not t2.is_alive()
+        assert got == ["for the thread"]
+        go.set()
+        child.finish()
+        assert q_full.get(timeout=TIMEOUT) == "third"
+    finally:
+        child.kill()
+        if t1.is_alive():
+            q_empty.put("unblock")
+        if t2.is_alive():
+            q_full.get(timeout=TIMEOUT)
+        t1.join(TIMEOUT)
+        t2.join(TIMEOUT)
+
+
+def _spill_files():
+    d = os.environ.get("MPROC_DIR") or "/dev/shm/mproc-%d" % os.geteuid()
+    try:
+        return sorted(n for n in os.listdir(d) if "spill" in n)
+    except FileNotFoundError:
+        return []
+
+
+BIG = 12 << 20     # over the queue's largest in-ring payload
+
+
+def _put_big(q, n, size):
+    for i in range(n):
+        q.put(bytes([i]) * size, timeout=TIMEOUT)
+
+
+def test_queue_large_objects(start, qcls):
+    """Objects of tens of MB (larger than the shared ring takes at once)
+    go through the queue whole, in order, and leave no file behind."""
+    before = _spill_files()
+    q = qcls()
+    child = start(_put_big, q, 3, BIG)
+    for i in range(3):
+        x = q.get(timeout=TIMEOUT)
+        assert len(x) == BIG and x == bytes([i]) * BIG
+    child.finish()
+    assert _spill_files() == before
+
+
+def _failed_puts(q):
+    q.put("small")
+    try:
+        q.put(b"x" * BIG, timeout=0)
+    except queue.Full:
+        pass
+    else:
+        raise AssertionError("put into a full queue did not raise Full")
+    try:
+        q.put(b"x" * BIG, block=False)
+    except queue.Full:
+        pass
+    else:
+        raise AssertionError("put into a full queue did not raise Full")
+    assert q.qsize() == 1
+    q.close()
+    try:
+        q.put(b"x" * BIG)
+    except ValueError as e:
+        assert "is closed" in str(e)
+    else:
+        raise AssertionError("put after close did not raise")
+
+
+def _put_unpicklable_after_close(q):
+    q.close()
+    try:
+        q.put(lambda: 0)
+    except ValueError as e:
+        assert str(e) == "Queue %r is closed" % (q,)
+    else:
+        raise AssertionError("put after close did not raise ValueError")
+
+
+def test_queue_closed_checked_before_pickling(start, qcls):
+    """As multiprocessing: put on a closed queue raises ValueError "is
+    closed" whatever the object (even one that cannot be pickled)."""
+    start(_put_unpicklable_after_close, qcls()).finish()
+
+
+def test_queue_failed_put_of_large_object_leaves_nothing(start, qcls):
+    """A put that raised (queue.Full, or ValueError after close) changes
+    nothing: no object, and no file left behind for a large one."""
+    before = _spill_files()
+    q = qcls(maxsize=1)
+    start(_failed_puts, q).finish()
+    assert q.get(timeout=TIMEOUT) == "small" and q.empty()
+    assert _spill_files() == before
+
+
+def test_queue_closed_with_large_objects_leaves_nothing(start, qcls):
+    """Large objects left in a queue when its last handle closes go with
+    it: no file is left behind (as nothing outlives the queue)."""
+    before = _spill_files()
+    q = qcls()
+    start(_put_big, q, 2, BIG).finish()
+    assert q.qsize() == 2
+    q.close()
+    assert _spill_files() == before
+
+
+def _get_and_put_back(qq):
+    inner = qq.get(timeout=TIMEOUT)
+    inner.put(("via", inner.get(timeout=TIMEOUT)))
+
+
+def test_queue_through_a_queue(start, qcls):
+    """Better than multiprocessing (RuntimeError there): a queue can be
+    sent through another queue, and works in the receiving process."""
+    outer, inner = qcls(), qcls()
+    child = start(_get_and_put_back, outer)
+    inner.put("hello")
+    outer.put(inner)
+    child.finish()
+    assert inner.get(timeout=TIMEOUT) == ("via", "hello")

@@ -625,6 +625,28 @@ def test_named_create_attach_unlink(cls, base, name):
         obj.close()
 
 
+@pytest.mark.parametrize("cls", ["Queue", "JoinableQueue"])
+def test_named_queue_attached_keeps_maxsize(cls, name):
+    """A queue attached by name is the same queue: maxsize holds for its
+    puts, and qsize/full/empty say so, as on the creator's handle."""
+    q = getattr(mproc, cls)(2, name=name)
+    a = mproc.attach(name)
+    try:
+        a.put(1)
+        a.put(2)
+        assert q.full() and q.qsize() == 2
+        assert a.qsize() == 2 and not a.empty()
+        with pytest.raises(queue.Full):
+            a.put_nowait(3)
+        assert a.full()
+        assert q.get(timeout=0) == 1
+        assert not a.full() and a.qsize() == 1
+    finally:
+        a.close()
+        q.close()
+        mproc.unlink(name)
+
+
 @pytest.mark.parametrize("bad", ["jobs", "/", "/.hidden", "/a b", "/a/b",
                                  "/" + "x" * 201, "/é"])
 def test_named_bad_names(bad):
