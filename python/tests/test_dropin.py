@@ -221,11 +221,11 @@ def _take_and_report(q, out, n):
 
 
 def test_queue_many_producers_many_consumers(start, qcls, ctx):
-    """3 producers, 2 consumers: every object once, each producer's objects
+    """2 producers, 2 consumers: every object once, each producer's objects
     in the order it put them."""
     q = qcls(maxsize=16)
     out = ctx.Queue()
-    n, producers = 600, 3
+    n, producers = 800, 2
     takes = [n * producers // 2, n * producers - n * producers // 2]
     cons = [start(_take_and_report, q, out, k) for k in takes]
     prods = [start(_put_many, q, "p%d" % t, n) for t in range(producers)]
@@ -389,19 +389,21 @@ def test_queue_qsize_empty_full(start, qcls):
     assert q.qsize() == 0 and q.empty() and not q.full()
 
 
-def _fill_unbounded(q, n):
-    for i in range(n):
-        q.put_nowait(i)
-        assert not q.full()
-    assert q.qsize() == n
+def _fill_unbounded(qs, n):
+    for q in qs:
+        for i in range(n):
+            q.put_nowait(i)
+            assert not q.full()
+        assert q.qsize() == n
 
 
-@pytest.mark.parametrize("maxsize", [0, -1, -100])
-def test_queue_maxsize_zero_or_negative_is_unbounded(start, qcls, maxsize):
-    """maxsize <= 0 means no limit on the number of objects."""
-    q = qcls(maxsize)
-    start(_fill_unbounded, q, 2000).finish()
-    assert [q.get(timeout=0) for _ in range(2000)] == list(range(2000))
+def test_queue_maxsize_zero_or_negative_is_unbounded(start, qcls):
+    """maxsize <= 0 (0, -1, -100) means no limit on the number of
+    objects, as multiprocessing's."""
+    qs = [qcls(), qcls(0), qcls(-1), qcls(maxsize=-100)]
+    start(_fill_unbounded, qs, 2000).finish()
+    for q in qs:
+        assert [q.get(timeout=0) for _ in range(2000)] == list(range(2000))
 
 
 def _put_and_die(q, n):
@@ -819,15 +821,12 @@ def test_queue_sigkill_mid_loop(start, qcls, ctx):
     missing = set(range(n)) - set(mine) - theirs
     assert len(missing) <= 1, sorted(missing)[:10]
 
-    # 3. The queue still works, for the parent and for new children.
+    # 3. The queue still works, for the parent and for a new child.
     q.put("alive")
     assert q.get(timeout=TIMEOUT) == "alive"
     prod = start(_producer, q, 200, ctx.Event())
-    cons = start(_consume_until_stop, q, out)
+    assert [q.get(timeout=TIMEOUT)[1] for _ in range(200)] == list(range(200))
     prod.finish()
-    q.put(("stop", 0, b""), timeout=TIMEOUT)
-    assert [i for _, i, _ in out.get(timeout=TIMEOUT)] == list(range(200))
-    cons.finish()
     assert q.empty()
 
 
@@ -1176,9 +1175,6 @@ def test_pipe_blocked_recv_wakes_on_peer_close(start, ctx):
 
 
 def _big_echo(c, n):
-    data = c.recv_bytes()
-    assert len(data) == n
-    c.send_bytes(data)
     buf = bytearray(n + 16)
     assert c.recv_bytes_into(buf, 16) == n
     c.send_bytes(buf, 16)
@@ -1187,20 +1183,17 @@ def _big_echo(c, n):
 
 
 def test_pipe_large_messages(start):
-    """A 64 MiB message through the pipe both ways (send_bytes/recv_bytes,
-    recv_bytes_into), and a 20 MiB pickled object (multiprocessing's pipe
-    takes them; the C pipe's frames stop at 16 MiB)."""
+    """A 64 MiB message through the pipe both ways (send_bytes with an
+    offset, recv_bytes_into and recv_bytes), and a 20 MiB pickled object
+    (multiprocessing's pipe takes them; the C pipe's frames stop at
+    16 MiB)."""
     n = 64 << 20
     big = bytes(range(256)) * (n // 256)
     a, b = mproc.Pipe()
     child = start(_big_echo, b, n)
     b.close()
-    a.send_bytes(big)
+    a.send_bytes(b"head" + big, 4)
     assert a.recv_bytes(n) == big
-    a.send_bytes(big)
-    buf = bytearray(n)
-    assert a.recv_bytes_into(buf) == n and buf == big
-    del buf
     obj = {"blob": big[: 20 << 20], "list": list(range(1000))}
     a.send(obj)
     assert a.recv() == obj

@@ -13,8 +13,9 @@ object arrays must come back as what they were. Every array received is
 checked again at the end, so one that pointed into shared memory reused
 by later messages would be caught.
 
-Every kind runs under the fork, spawn and forkserver start methods; every
-wait is bounded (TIMEOUT seconds).
+Every kind runs under the fork and spawn start methods (forkserver hands
+objects over as spawn does; test_dropin covers it); every wait is bounded
+(TIMEOUT seconds).
 """
 import copy
 import multiprocessing
@@ -30,10 +31,7 @@ import pytest
 import mproc
 
 TIMEOUT = 60.0
-METHODS = ("fork", "spawn", "forkserver")
-# The fork server imports the test modules once (not every child).
-multiprocessing.get_context("forkserver").set_forkserver_preload(
-    ["test_dropin", "test_numpy"])
+METHODS = ("fork", "spawn")
 KINDS = ("Queue", "JoinableQueue", "Pipe", "Bus", "Slot")
 
 MiB = 1 << 20
