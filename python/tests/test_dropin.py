@@ -430,6 +430,21 @@ def test_queue_put_then_killed_loses_nothing(ctx, qcls):
     assert q.empty()
 
 
+def _get_original(q):
+    assert q.get(timeout=TIMEOUT) == [1, 2, 3]
+
+
+def test_queue_put_takes_a_snapshot(start, qcls):
+    """Better than multiprocessing (whose feeder thread pickles later): the
+    object is pickled by put, so changing it afterwards changes nothing."""
+    q = qcls()
+    obj = [1, 2, 3]
+    q.put(obj)
+    obj.append(4)
+    obj[0] = "changed"
+    start(_get_original, q).finish()
+
+
 def test_queue_put_visible_at_once(start, qcls):
     """Better than multiprocessing: put_nowait then get_nowait in the same
     process never raises Empty (no feeder thread in between)."""
@@ -1053,6 +1068,62 @@ def test_pipe_fileno_select_and_wait(start, ctx):
     assert multiprocessing.connection.wait([a], TIMEOUT) == [a]
     assert a.recv() == "ping"
     a.send("pong")
+    child.finish()
+
+
+def _send_burst(c, n, sent):
+    for i in range(n):
+        c.send(("burst", i))
+    c.send_bytes(b"raw end")
+    sent.set()
+    assert c.poll(TIMEOUT) and c.recv() == "bye"
+
+
+def test_pipe_wait_sees_every_message(start, ctx):
+    """The multiprocessing loop "wait for readable, recv one" gets every
+    message: after a recv, the connection still polls readable (select
+    on fileno(), multiprocessing.connection.wait) while messages are
+    left, however many arrived at once."""
+    a, b = mproc.Pipe()
+    sent = ctx.Event()
+    child = start(_send_burst, b, 5, sent)
+    b.close()
+    wait_event(sent, "the burst")
+    # Everything was sent: each wait should answer at once; 5 s bounds a
+    # failure.
+    got = []
+    for _ in range(5):
+        ready = multiprocessing.connection.wait([a], 5)
+        assert ready == [a], "wait() missed a message after %d" % len(got)
+        got.append(a.recv())
+    assert got == [("burst", i) for i in range(5)]
+    ready = select.select([a.fileno()], [], [], 5)[0]
+    assert ready == [a.fileno()], "select() on fileno() missed a message"
+    assert a.recv_bytes() == b"raw end"
+    assert multiprocessing.connection.wait([a], 0) == []
+    a.send("bye")
+    child.finish()
+
+
+def _use_passed_end(c):
+    d = c.recv()                    # a Connection, sent over a Connection
+    d.send("through the passed end")
+    assert d.recv() == "back"
+    d.close()
+
+
+def test_pipe_end_sent_over_a_pipe(start):
+    """As multiprocessing's, a Connection can be sent over another
+    Connection to a running process, which then uses it."""
+    a, b = mproc.Pipe()
+    c, d = mproc.Pipe()
+    child = start(_use_passed_end, b)
+    b.close()
+    a.send(d)
+    d.close()
+    assert c.poll(TIMEOUT)
+    assert c.recv() == "through the passed end"
+    c.send("back")
     child.finish()
 
 
