@@ -60,6 +60,8 @@ def _after_fork():
 os.register_at_fork(after_in_child=_after_fork)
 
 RECV_BUF = 64 << 10
+_bare_recv = _lib.bare_recv
+_bare_send_msg = _lib.bare_send_msg
 _ETIMEDOUT = -errno.ETIMEDOUT
 _EAGAIN = -errno.EAGAIN
 _EMSGSIZE = -errno.EMSGSIZE
@@ -93,6 +95,10 @@ class Channel:
         self._rmsg.capacity = RECV_BUF
         self._smsg = _lib.SendMsg()
         self._smsg_ref = ctypes.byref(self._smsg)
+        # put()'s own message: request PICKLE, sender and recipient 0 set
+        # once; per message only size and data change.
+        self._pmsg = _lib.SendMsg(_lib.PICKLE, 0, 0, 0, None, 0)
+        self._pmsg_ref = ctypes.byref(self._pmsg)
         self._match_exc = None
 
     # -- state --------------------------------------------------------
@@ -196,8 +202,12 @@ class Channel:
             m = self._rmsg
             ref = self._rmsg_ref
             ms = to_ms(timeout)
-            rc = lib.mproc_recv(h, ref, match, arg,
+            if match is None:
+                rc = _bare_recv(self._h, ref, None, None,
                                 ms if 0 <= ms <= SLICE_MS else SLICE_MS)
+            else:
+                rc = lib.mproc_recv(h, ref, match, arg,
+                                    ms if 0 <= ms <= SLICE_MS else SLICE_MS)
             if rc == _ETIMEDOUT and (ms < 0 or ms > SLICE_MS) and \
                     self._match_exc is None:
                 rc = self._wait(

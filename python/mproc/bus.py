@@ -27,8 +27,8 @@ from .queues import _decode_obj
 
 __all__ = ["Bus", "Overrun"]
 
-DEFAULT_CAPACITY = 64 << 20
-DEFAULT_MAX_PAYLOAD = 16 << 20
+DEFAULT_CAPACITY = 16 << 20
+DEFAULT_MAX_PAYLOAD = 8 << 20
 
 
 class Overrun(_lib.Error):
@@ -38,10 +38,13 @@ class Overrun(_lib.Error):
 class Bus(Channel):
     """A broadcast channel of Python objects (and four-field messages).
 
-    ``Bus(name=None, *, capacity=64 MiB, max_payload=16 MiB,
+    ``Bus(name=None, *, capacity=16 MiB, max_payload=capacity / 2 (8 MiB),
     max_readers=64, overwrite=False, mode=0o600,
-    unlink_on_last_close=False)``. Without a name it gets a private one
-    (so it pickles to spawned processes, which attach it)."""
+    unlink_on_last_close=False)``. The ring is allocated in the objects'
+    directory (/dev/shm) when the bus is made; one object must fit in
+    max_payload (mproc.Error EMSGSIZE otherwise: make the bus larger).
+    Without a name it gets a private one (so it pickles to spawned
+    processes, which attach it)."""
 
     _kind = "bus"
 
@@ -51,7 +54,7 @@ class Bus(Channel):
         opts = _lib.BusOpts()
         opts.capacity = DEFAULT_CAPACITY if capacity is None else capacity
         if max_payload is None:
-            max_payload = min(DEFAULT_MAX_PAYLOAD, opts.capacity // 4)
+            max_payload = min(DEFAULT_MAX_PAYLOAD, opts.capacity // 2)
         opts.max_payload = max_payload
         opts.max_readers = max_readers or 0
         self.name, fl = _named.flags_for(name, unlink_on_last_close)
@@ -108,6 +111,10 @@ class Bus(Channel):
         else:
             req, data = _codec.encode(obj)
         rc = self._send_bytes(req, 0, data, timeout)
+        if rc == -errno.EMSGSIZE:
+            raise _lib.Error(errno.EMSGSIZE, "a %d-byte payload is over this "
+                             "bus's max_payload; make it with a larger "
+                             "max_payload (and capacity)" % len(data))
         if rc == -errno.ETIMEDOUT or rc == -errno.EAGAIN:
             raise Full()
         check(rc)

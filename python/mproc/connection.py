@@ -99,31 +99,51 @@ class Connection(Channel):
 
     # -- sending ----------------------------------------------------------------
 
-    def _send(self, request, data):
-        """Send data (bytes-like) with request, in chunks when large."""
+    def _send(self, request, data, off=0, n=None):
+        """Send n bytes of data (bytes-like) from off with request, in
+        chunks when over the pipe's 16 MiB frame: straight from the
+        object's memory, no copy on the Python side."""
         self._check_writable()
-        n = len(data)
-        if n <= _CHUNK:
-            if not isinstance(data, bytes):
-                data = bytes(data)
-            rc = self._send_bytes(request, 0, data, None)
+        if isinstance(data, bytes):
+            keep = data
+            base = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
         else:
-            view = memoryview(data).cast("B")
-            with self._slock:  # frames of one message stay together
-                rc = self._send_locked(LARGE, _LARGE_HDR.pack(request, n))
-                off = 0
-                while rc == 0 and off < n:
-                    rc = self._send_locked(
-                        CHUNK, bytes(view[off:off + _CHUNK]))
-                    off += _CHUNK
+            mv = memoryview(data)
+            if mv.readonly or not mv.c_contiguous:
+                keep = bytes(mv.cast("B") if mv.c_contiguous else
+                             mv.tobytes())
+                base = ctypes.cast(ctypes.c_char_p(keep),
+                                   ctypes.c_void_p).value
+            else:
+                mv = mv.cast("B")
+                keep = (ctypes.c_char * len(mv)).from_buffer(mv) \
+                    if len(mv) else None
+                base = ctypes.addressof(keep) if len(mv) else 0
+        if n is None:
+            n = len(keep) if isinstance(keep, bytes) else len(memoryview(
+                data).cast("B")) - off
+        with self._slock:  # the frames of one message stay together
+            if n <= _CHUNK:
+                rc = self._frame(request, base + off, n)
+            else:
+                hdr = _LARGE_HDR.pack(request, n)
+                rc = self._frame(LARGE, ctypes.cast(
+                    ctypes.c_char_p(hdr), ctypes.c_void_p).value, len(hdr))
+                done = 0
+                while rc == 0 and done < n:
+                    k = min(_CHUNK, n - done)
+                    rc = self._frame(CHUNK, base + off + done, k)
+                    done += k
+        del keep
         if rc == _EPIPE:
             raise BrokenPipeError(errno.EPIPE, "the other end is closed")
         check(rc)
 
-    def _send_locked(self, request, data):
-        m = _lib.SendMsg(request, 0, 0, len(data), data, 0)
-        return self._wait(lambda t: lib.mproc_send_msg(
-            self._hv, ctypes.byref(m), t), None)
+    def _frame(self, request, addr, n):
+        m = _lib.Msg(request, 0, 0, n, addr if n else None, 0)
+        ref = ctypes.byref(m)
+        h = self._hv
+        return self._wait(lambda t: lib.mproc_send_msg(h, ref, t), None)
 
     def send(self, obj):
         """Send a picklable object (numpy arrays travel raw)."""
@@ -151,7 +171,7 @@ class Connection(Channel):
             raise ValueError("size is negative")
         elif offset + size > n:
             raise ValueError("buffer length < offset + size")
-        self._send(BYTES, m[offset:offset + size])
+        self._send(BYTES, buf if isinstance(buf, bytes) else m, offset, size)
 
     # -- receiving --------------------------------------------------------------
 

@@ -14,9 +14,11 @@ forkserver start methods. Where they differ, they are better:
 - ``get(match=...)`` takes only an object the predicate accepts; the
   others keep their place, in order.
 - numpy arrays travel without pickling.
-- the queue is bounded in bytes as well as in items (``capacity``, 32 MiB
-  by default): a ``put`` into a full ring blocks as for ``maxsize``.
-  Objects over ``max_payload`` (8 MiB by default) go through a file.
+- the queue is bounded in bytes as well as in items (``capacity``, 4 MiB
+  by default, allocated in the objects' directory, /dev/shm): a ``put``
+  into a full ring blocks as for ``maxsize``. Objects over
+  ``max_payload`` (2 MiB by default) go through a file, so any size
+  travels.
 """
 
 import ctypes
@@ -32,11 +34,16 @@ _HIGHEST = pickle.HIGHEST_PROTOCOL
 from . import _lib, _codec, _named
 from ._lib import lib, check, error, to_ms, PICKLE, NDARRAY, SPILL
 from ._channel import Channel, Message, Empty, Full, SLICE_MS
+from . import _channel
+
+_bare_send_msg = _lib.bare_send_msg
+_bare_recv = _lib.bare_recv
+_bare_task_done = _lib.bare_task_done
 
 __all__ = ["Queue", "JoinableQueue"]
 
-DEFAULT_CAPACITY = 32 << 20
-DEFAULT_MAX_PAYLOAD = 8 << 20
+DEFAULT_CAPACITY = 4 << 20
+DEFAULT_MAX_PAYLOAD = 2 << 20
 
 _ETIMEDOUT = -errno.ETIMEDOUT
 _EAGAIN = -errno.EAGAIN
@@ -59,9 +66,10 @@ class Queue(Channel):
     ``Queue(maxsize=0)`` holds at most *maxsize* items (0: no item limit).
     Keyword-only extensions: ``name`` creates it under that name
     (``"/jobs"``) so unrelated programs, in C or Python, can
-    :func:`mproc.attach` it; ``capacity`` (bytes of shared ring, 32 MiB)
-    and ``max_payload`` (largest payload kept in the ring, 8 MiB; larger
-    objects travel through a file); ``mode`` (permission bits of a named
+    :func:`mproc.attach` it; ``capacity`` (bytes of shared ring, 4 MiB,
+    allocated in /dev/shm when the queue is made) and ``max_payload``
+    (largest payload kept in the ring, capacity / 2; larger objects
+    travel through a file); ``mode`` (permission bits of a named
     queue, 0o600); ``unlink_on_last_close`` (a named queue's name goes
     with its last holder). ``ctx`` is accepted and ignored, as
     multiprocessing's context passes it.
@@ -84,7 +92,7 @@ class Queue(Channel):
         opts = _lib.QueueOpts()
         opts.capacity = DEFAULT_CAPACITY if capacity is None else capacity
         mp = DEFAULT_MAX_PAYLOAD if max_payload is None else max_payload
-        opts.max_payload = min(mp, max(opts.capacity // 4, 1)) \
+        opts.max_payload = min(mp, max(opts.capacity // 2, 1)) \
             if max_payload is None else mp
         opts.max_messages = self._maxsize
         opts.mode = mode
@@ -140,6 +148,18 @@ class Queue(Channel):
             data = _dumps(obj, _HIGHEST)
             if len(data) > self._max_payload:
                 rc = self._put(obj, timeout if block else 0, 0)
+            elif timeout is None or not block:
+                # one pickle, one native call, two fields
+                if self._closed or self._gen != _channel._fork_gen:
+                    self._handle()
+                ms = SLICE_MS if block else 0
+                with self._slock:
+                    m = self._pmsg
+                    m.size = len(data)
+                    m.data = data
+                    rc = _bare_send_msg(self._h, self._pmsg_ref, ms)
+                    while rc == _ETIMEDOUT and block:
+                        rc = _bare_send_msg(self._h, self._pmsg_ref, ms)
             else:
                 rc = self._send_bytes(PICKLE, 0, data,
                                       timeout if block else 0)
@@ -196,6 +216,25 @@ class Queue(Channel):
         the first one it accepts is taken, the others stay in place, in
         order. A message a C program sent (not an object put from
         Python) is returned as a :class:`mproc.Message`."""
+        if match is None and timeout is None:
+            # one native call into the standing buffer, unpickled there
+            # (pickle.loads ignores the bytes after the pickle)
+            if self._closed or self._gen != _channel._fork_gen:
+                self._handle()
+            ms = SLICE_MS if block else 0
+            with self._rlock:
+                m = self._rmsg
+                rc = _bare_recv(self._h, self._rmsg_ref, None, None, ms)
+                while rc == _ETIMEDOUT and block:
+                    rc = _bare_recv(self._h, self._rmsg_ref, None, None, ms)
+                if rc == 0:
+                    if m.request == PICKLE:
+                        return _loads(self._rbuf)
+                    return _decode_obj(m.request, m.sender, m.recipient,
+                                       self._rview[:m.size], False)
+            if rc != _EMSGSIZE:
+                self._recv_error(rc)
+            timeout = None if block else 0  # a large one: the general path
         if not block:
             timeout = 0
         if match is None:
@@ -297,7 +336,11 @@ class JoinableQueue(Queue):
     def task_done(self):
         """Mark one taken item finished. ValueError when called more
         times than items were taken."""
-        rc = lib.mproc_task_done(self._handle())
+        if self._closed:
+            self._handle()
+        rc = _bare_task_done(self._h)
+        if rc == 0:
+            return
         if rc == _EINVAL:
             raise ValueError("task_done() called too many times")
         check(rc)

@@ -26,15 +26,17 @@ from .queues import _decode_obj
 
 __all__ = ["Slot", "Event"]
 
-DEFAULT_MAX_PAYLOAD = 64 << 20
+DEFAULT_MAX_PAYLOAD = 4 << 20
 
 
 class Slot(Channel):
     """The latest value, shared.
 
-    ``Slot(name=None, *, max_payload=64 MiB, mode=0o600,
-    unlink_on_last_close=False)``: *max_payload* bounds one value (its
-    buffers are sparse: memory is used as values are written)."""
+    ``Slot(name=None, *, max_payload=4 MiB, mode=0o600,
+    unlink_on_last_close=False)``: *max_payload* bounds one value
+    (mproc.Error EMSGSIZE over it); the slot allocates several buffers of
+    that size in the objects' directory (/dev/shm), so size it to the
+    values you publish."""
 
     _kind = "slot"
     _default_max = DEFAULT_MAX_PAYLOAD
@@ -78,6 +80,10 @@ class Slot(Channel):
         else:
             req, data = _codec.encode(value)
             rc = self._send_bytes(req, 0, data, None)
+        if rc == -errno.EMSGSIZE:
+            raise _lib.Error(errno.EMSGSIZE, "the value is over this slot's "
+                             "max_payload (%d bytes); make it with a larger "
+                             "max_payload" % self._max_payload)
         check(rc)
 
     def _put_array(self, arr):
