@@ -15,6 +15,7 @@ Every wait is bounded (PEER_WAIT seconds on each side, TIMEOUT for a
 whole program).
 """
 import errno
+import inspect
 import json
 import os
 import queue
@@ -417,6 +418,44 @@ def test_constants_and_message():
 
 
 KINDS = ["queue", "joinable", "pipe", "bus", "slot"]
+
+
+_EMPTY = inspect.Parameter.empty
+
+
+def _params(fn):
+    return [(p.name, p.default) for p in
+            inspect.signature(fn).parameters.values()]
+
+
+@pytest.mark.parametrize("cls", ["Queue", "JoinableQueue", "Connection",
+                                 "Bus", "Slot", "Event"])
+def test_four_field_signatures(cls):
+    """send_msg(request, data=b"", recipient=0, timeout=None) and
+    recv_msg(match=None, timeout=None, for_me=False) on every class, to
+    the letter (names, order, defaults)."""
+    c = getattr(mproc, cls)
+    assert _params(c.send_msg) == [
+        ("self", _EMPTY), ("request", _EMPTY), ("data", b""),
+        ("recipient", 0), ("timeout", None)]
+    assert _params(c.recv_msg) == [
+        ("self", _EMPTY), ("match", None), ("timeout", None),
+        ("for_me", False)]
+
+
+def test_bus_slot_event_methods():
+    """The methods DESIGN.md names: Bus.subscribe(), unsubscribe(),
+    wait_readers(n, timeout), iteration; Slot.put, get; Event.signal,
+    wait."""
+    assert [n for n, _ in _params(mproc.Bus.subscribe)] == ["self"]
+    assert [n for n, _ in _params(mproc.Bus.unsubscribe)] == ["self"]
+    assert [n for n, _ in _params(mproc.Bus.wait_readers)][:3] == [
+        "self", "n", "timeout"]
+    assert hasattr(mproc.Bus, "__iter__")
+    for n in ("put", "get"):
+        assert callable(getattr(mproc.Slot, n))
+    for n in ("signal", "wait"):
+        assert callable(getattr(mproc.Event, n))
 
 
 class Channel:

@@ -388,7 +388,8 @@ def ctx(request):
 def test_arrays_round_trip(kind, ctx):
     """Every case goes to a child and back through one kind of channel,
     one at a time (a slot coalesces: the next value is written only once
-    the echo of the last came back)."""
+    the echo of the last came back). Bus and slot are made with room for
+    the largest array (32 MiB); queues and pipes take any size."""
     names = CASES
     children = []
     try:
@@ -421,7 +422,8 @@ def test_arrays_round_trip(kind, ctx):
             recv = lambda: b.get(timeout=TIMEOUT)  # noqa: E731
             objs = (a, b)
         else:
-            a, b = mproc.Slot(), mproc.Slot()
+            a = mproc.Slot(max_payload=32 * MiB)
+            b = mproc.Slot(max_payload=32 * MiB)
             children.append(Child(ctx, _echo_slot, a, b, names))
             send = a.put
             recv = lambda: b.get(timeout=TIMEOUT)  # noqa: E731
@@ -510,6 +512,8 @@ def test_arrays_not_pickled(kind, monkeypatch):
     if kind == "Bus":
         c = mproc.Bus(capacity=128 * MiB, max_payload=32 * MiB)
         c.subscribe()
+    elif kind == "Slot":
+        c = mproc.Slot(max_payload=32 * MiB)
     else:
         c = getattr(mproc, kind)()
     try:
