@@ -130,6 +130,10 @@ class Channel:
         self._closed = True
         h, self._hv = self._hv, None
         lib.mproc_close(h)
+        name = getattr(self, "name", None)
+        if name is not None:
+            from . import _named
+            _named.released(name)
 
     def __del__(self):
         try:

@@ -112,23 +112,21 @@ def encode(obj):
 
 # -- spill files ---------------------------------------------------------
 
-_SPILL_NAME = re.compile(r"\A\.spill-[0-9]+-[0-9a-f]{16}\Z")
+_SPILL_NAME = re.compile(r"\A\.spill-[A-Za-z0-9._-]{1,200}-[0-9a-f]{16}\Z")
 _spill_n = 0
 
 
-def objects_dir():
-    """The directory named objects live in, as libmproc computes it."""
-    d = os.environ.get("MPROC_DIR")
-    return d if d else "/dev/shm/mproc-%d" % os.geteuid()
+from ._named import objects_dir  # noqa: E402
 
 
-def spill_write(inner, payload, mode=0o600):
+def spill_write(qname, inner, payload, mode=0o600):
     """Write payload (bytes-like, or an ndarray: header + data) to a new
-    file in the objects' directory; returns the SPILL message payload."""
+    file in the objects' directory, named after the queue qname; returns
+    the SPILL message payload."""
     global _spill_n
     d = objects_dir()
     _spill_n += 1
-    name = ".spill-%d-%s" % (os.getpid(), os.urandom(8).hex())
+    name = ".spill-%s-%s" % (qname[1:], os.urandom(8).hex())
     dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
@@ -203,3 +201,14 @@ def decode(request, view, fresh):
         inner, buf = spill_read(view)
         return decode(inner, memoryview(buf), True)
     raise KeyError(request)
+
+
+def spill_remove(payload):
+    """Remove the file a SPILL payload (from spill_write) names: its send
+    failed."""
+    name = bytes(payload[4:]).decode("ascii", "replace")
+    if _SPILL_NAME.match(name):
+        try:
+            os.unlink(os.path.join(objects_dir(), name))
+        except OSError:
+            pass

@@ -74,6 +74,7 @@ class Bus(Channel):
 
     def __getstate__(self):
         self._handle()
+        _named.note_pickled(self.name)
         return {"name": self.name}
 
     def __setstate__(self, state):

@@ -12,6 +12,8 @@ does. Plus the four-field API (``send_msg``, ``recv_msg``).
 
 import ctypes
 import errno
+import os
+import select
 import struct
 
 from . import _lib, _codec
@@ -56,6 +58,8 @@ class Connection(Channel):
         self._writable = writable
         self._stash = None  # a message poll() took in
         self._peek_size = None
+        self._ep = None  # fileno()'s epoll set, per process
+        self._ep_pid = 0
         return self
 
     def __repr__(self):
@@ -67,6 +71,53 @@ class Connection(Channel):
             return lib.mproc_fd(self._hv)
         except Exception:
             return dflt
+
+    def fileno(self):
+        """A descriptor that polls readable when :meth:`recv` would not
+        wait (a message, or the other end gone), for :mod:`select`,
+        :mod:`selectors` and :func:`multiprocessing.connection.wait`.
+
+        The pipe end reads ahead, so its socket alone would not show
+        messages already read in; the descriptor is an epoll set of the
+        socket and an event this end raises while it holds such messages
+        (made on first use, one per process, owned by the connection)."""
+        h = self._handle()
+        if self._ep is None or self._ep_pid != os.getpid():
+            if self._ep is not None:  # a forked child's copies: its own
+                self._ep_close()
+            sock = check(lib.mproc_fd(h))
+            ep = select.epoll()
+            ev = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            ep.register(sock, select.EPOLLIN)
+            ep.register(ev, select.EPOLLIN)
+            self._ep, self._ev, self._ep_pid = ep, ev, os.getpid()
+            self._ev_set = False
+            self._sync_ready()
+        return self._ep.fileno()
+
+    def _ep_close(self):
+        ep, self._ep = self._ep, None
+        try:
+            ep.close()
+            os.close(self._ev)
+        except OSError:
+            pass
+
+    def _sync_ready(self):
+        """Raise or lower fileno()'s event: is a message (or the end of
+        the stream) already read in?"""
+        if self._ep is None or self._ep_pid != os.getpid():
+            return
+        ready = self._stash is not None or self._peek(0) is not None
+        if ready and not self._ev_set:
+            os.eventfd_write(self._ev, 1)
+            self._ev_set = True
+        elif not ready and self._ev_set:
+            try:
+                os.eventfd_read(self._ev)
+            except BlockingIOError:
+                pass
+            self._ev_set = False
 
     @property
     def readable(self):
@@ -148,6 +199,7 @@ class Connection(Channel):
     def send(self, obj):
         """Send a picklable object (numpy arrays travel raw)."""
         self._handle()
+        self._check_writable()
         if _codec.is_ndarray(obj):
             self._send(NDARRAY, _codec.nd_encode(obj))
         else:
@@ -157,6 +209,7 @@ class Connection(Channel):
         """Send bytes from a bytes-like *buf* (from *offset*, *size*
         bytes), to be received whole by recv_bytes()."""
         self._handle()
+        self._check_writable()
         m = memoryview(buf)
         if m.itemsize > 1:
             m = m.cast("B")
@@ -176,6 +229,13 @@ class Connection(Channel):
     # -- receiving --------------------------------------------------------------
 
     def _take(self, timeout):
+        try:
+            return self._take_one(timeout)
+        finally:
+            if self._ep is not None:
+                self._sync_ready()
+
+    def _take_one(self, timeout):
         """(request, payload bytes-like, fresh) of the next message, chunks
         joined; EOFError when the peer is gone and all was read."""
         self._check_readable()
@@ -212,6 +272,7 @@ class Connection(Channel):
         """Receive an object sent with send() (EOFError when the other end
         is closed and nothing is left)."""
         self._handle()
+        self._check_readable()
         req, data, fresh = self._take(None)
         if req == NDARRAY:
             return _codec.nd_decode(memoryview(data), fresh)
@@ -224,6 +285,7 @@ class Connection(Channel):
         """Receive one message's bytes (sent with send_bytes). OSError
         when it is longer than *maxlength* (the message stays)."""
         self._handle()
+        self._check_readable()
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
         if maxlength is not None and self._stash is None:
@@ -242,6 +304,7 @@ class Connection(Channel):
         *offset*; returns their number. BufferTooShort (with the whole
         message as its argument) when it does not fit."""
         self._handle()
+        self._check_readable()
         m = memoryview(buf)
         if m.itemsize > 1:
             m = m.cast("B")
@@ -264,6 +327,14 @@ class Connection(Channel):
         self._check_readable()
         if self._stash is not None:
             return True
+        return self._peek(timeout) is not None
+
+    def _peek(self, timeout):
+        """Wait up to timeout for a message without taking it: its size,
+        -1 for the end of the stream, 0 for an empty message (taken, and
+        kept for the next receive), None when nothing came."""
+        if self._stash is not None:
+            return 0
         self._peek_size = None
         h = self._hv
         m = _lib.Msg()
@@ -274,14 +345,15 @@ class Connection(Channel):
                         timeout)
         if rc == _EMSGSIZE:
             self._peek_size = m.size
-            return True  # it stayed where it was
+            return m.size  # it stayed where it was
         if rc == 0:  # an empty message, taken: keep it for the next recv
             self._stash = (m.request, memoryview(b""), True)
-            return True
+            self._stash_meta = (m.sender, m.recipient)
+            return 0
         if rc == _EPIPE:
-            return True
+            return -1
         if rc == _ETIMEDOUT or rc == _EAGAIN:
-            return False
+            return None
         raise error(rc)
 
     def recv_msg(self, match=None, timeout=None, for_me=False):
@@ -290,11 +362,21 @@ class Connection(Channel):
         if self._stash is not None and match is None and not for_me:
             req, data, _ = self._stash
             self._stash = None
-            return Message(req, 0, 0, bytes(data))
+            sender, recipient = getattr(self, "_stash_meta", (0, 0))
+            return Message(req, sender, recipient, bytes(data))
         try:
             return Channel.recv_msg(self, match, timeout, for_me)
         except Error_EPIPE:
             raise EOFError from None
+        finally:
+            if self._ep is not None:
+                self._sync_ready()
+
+    def close(self):
+        """Close this end (in this process)."""
+        if self._ep is not None and self._ep_pid == os.getpid():
+            self._ep_close()
+        Channel.close(self)
 
 
 class Error_EPIPE(_lib.Error):

@@ -110,7 +110,8 @@ class Queue(Channel):
         self._setup(_named.attach_handle(lib.mproc_queue_attach, name))
         st = self._stats()
         self._max_payload = st.max_payload
-        self._maxsize = 0
+        hdr = _named.queue_header(name)
+        self._maxsize = hdr[0] if hdr else 0
         self._mode = 0o600
         return self
 
@@ -124,6 +125,7 @@ class Queue(Channel):
 
     def __getstate__(self):
         self._handle()
+        _named.note_pickled(self.name)
         return {"name": self.name, "maxsize": self._maxsize,
                 "max_payload": self._max_payload, "mode": self._mode}
 
@@ -141,6 +143,8 @@ class Queue(Channel):
         if *block* (None: for ever); ``block=False`` never waits.
         Raises :class:`queue.Full` when there was no room in time,
         ValueError if the queue was closed."""
+        if self._closed:
+            raise self._closed_error()
         np = _modules.get("numpy")
         if np is not None and type(obj) is np.ndarray:
             rc = self._put(obj, timeout if block else 0, 0)
@@ -173,16 +177,28 @@ class Queue(Channel):
             return self._put_array(obj, timeout, recipient)
         req, data = _codec.encode(obj)
         if len(data) > self._max_payload:
-            data = _codec.spill_write(req, data, self._mode)
-            req = SPILL
+            return self._spill(req, data, timeout, recipient)
         return self._send_bytes(req, recipient, data, timeout)
+
+    def _spill(self, req, payload, timeout, recipient):
+        """Send a large object through a file; a failed send leaves no
+        file behind."""
+        self._handle()
+        data = _codec.spill_write(self.name, req, payload, self._mode)
+        try:
+            rc = self._send_bytes(SPILL, recipient, data, timeout)
+        except BaseException:
+            _codec.spill_remove(data)
+            raise
+        if rc != 0:
+            _codec.spill_remove(data)
+        return rc
 
     def _put_array(self, arr, timeout, recipient):
         head, order = _codec.nd_header(arr)
         size = len(head) + arr.nbytes
         if size > self._max_payload:
-            data = _codec.spill_write(NDARRAY, arr, self._mode)
-            return self._send_bytes(SPILL, recipient, data, timeout)
+            return self._spill(NDARRAY, arr, timeout, recipient)
         h = self._handle()
         buf = ctypes.c_void_p()
         ref = ctypes.byref(buf)
@@ -319,6 +335,8 @@ class Queue(Channel):
     def put_to(self, recipient, obj, timeout=None):
         """Put obj addressed to process *recipient* (only it, or a
         predicate-less get in it, takes it)."""
+        if self._closed:
+            raise self._closed_error()
         rc = self._put(obj, timeout, recipient)
         if rc == _ETIMEDOUT or rc == _EAGAIN:
             raise Full()

@@ -65,6 +65,7 @@ class Slot(Channel):
 
     def __getstate__(self):
         self._handle()
+        _named.note_pickled(self.name)
         return {"name": self.name, "max_payload": self._max_payload}
 
     def __setstate__(self, state):
