@@ -17,6 +17,7 @@
 #include "slot/slot.h"
 
 __thread const struct mproc__slot_shared *mproc__slot_in_callback;
+uint32_t mproc__slot_callbacks;
 
 /* A slot is never shut down: the spin's stop word. */
 static const uint32_t slot_never;
@@ -125,9 +126,12 @@ static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
 		view.recipient = b->recipient;
 		view.size = view.capacity = size;
 		view.data = (void *)src;
+		/* Counted first: see slot_in_callback in slot.h. */
+		__atomic_add_fetch(&mproc__slot_callbacks, 1, __ATOMIC_RELAXED);
 		mproc__slot_in_callback = s;
 		rc = match(&view, arg);
 		mproc__slot_in_callback = NULL;
+		__atomic_sub_fetch(&mproc__slot_callbacks, 1, __ATOMIC_RELAXED);
 		if (!rc) {
 			h->last = ver; /* a value match rejects counts as seen */
 			rc = 1;
@@ -188,7 +192,7 @@ static int slot_get(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
 	uint32_t v;
 	int rc, spun = 0;
 
-	if (mproc__unlikely(mproc__slot_in_callback == s))
+	if (slot_in_callback(s))
 		return -EDEADLK;
 	if (slot_check_identity(h) < 0)
 		return -EPROTO;
@@ -250,7 +254,7 @@ int mproc__slot_release(mproc_conn *c, mproc_msg *m)
 	struct mproc__slot_shared *s = h->s;
 	int rc = 0;
 
-	if (mproc__unlikely(mproc__slot_in_callback == s))
+	if (slot_in_callback(s))
 		return -EDEADLK;
 	pthread_mutex_lock(&h->mu);
 	if (!slot_lending(h) || h->borrowed > h->nbuf ||

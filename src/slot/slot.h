@@ -79,6 +79,22 @@ static inline int slot_check_identity(const struct slot_conn *h)
 
 /* The slot whose predicate this thread is running. */
 extern __thread const struct mproc__slot_shared *mproc__slot_in_callback;
+/* Threads of this process running a slot predicate (recv.c). */
+extern uint32_t mproc__slot_callbacks;
+
+/*
+ * Is this thread inside a predicate on s (a call on s would deadlock:
+ * -EDEADLK)? While no thread of the process runs one, the count says no
+ * with one plain load, and the __thread variable (a __tls_get_addr call
+ * in a shared library) is not read. A thread in a predicate counted
+ * itself before, so its own look always sees the count above 0.
+ */
+static inline int slot_in_callback(const struct mproc__slot_shared *s)
+{
+	return mproc__unlikely(__atomic_load_n(&mproc__slot_callbacks,
+	                                       __ATOMIC_RELAXED) != 0) &&
+	       mproc__slot_in_callback == s;
+}
 
 int mproc__slot_send(mproc_conn *c, const mproc_msg *m, int timeout_ms);
 int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
