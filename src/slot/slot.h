@@ -35,7 +35,9 @@ struct slot_conn {
 	uint64_t stride;
 	uint32_t flags;
 	uint64_t last;     /* the version this handle last returned (or
-	                      rejected); copied by fork, as the contract says */
+	                      rejected); copied by fork, as the contract says.
+	                      Written under mu, read without it by the
+	                      nothing-new look (slot_seen_all): atomic */
 	pthread_mutex_t mu; /* threads of one process receive in turn; it
 	                       also guards the borrow fields */
 	uint32_t borrowed; /* buffer index + 1 lent by a borrow; 0: none */
@@ -48,7 +50,9 @@ struct slot_conn {
 	uint32_t res_size; /* the bytes reserved */
 	pid_t res_pid;     /* the process that reserved */
 	int reader;        /* this process's entry in readers[]; -1: none */
-	pid_t reader_pid;
+	pid_t reader_pid;  /* the process reader is for: stored (release)
+	                      after reader, under mu; the nothing-new look
+	                      reads it (acquire) without mu, then reader */
 	struct mproc__poller poll;
 	struct mproc__named *named; /* NULL: anonymous */
 };
