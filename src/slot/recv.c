@@ -16,6 +16,16 @@
 #include "base/futex.h"
 #include "slot/slot.h"
 
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h> /* glibc 2.32 and later */
+#define SLOT_ONE_THREAD() (__libc_single_threaded != 0)
+#endif
+#endif
+#ifndef SLOT_ONE_THREAD
+#define SLOT_ONE_THREAD() 0
+#endif
+
 __thread const struct mproc__slot_shared *mproc__slot_in_callback;
 uint32_t mproc__slot_callbacks;
 
@@ -78,7 +88,7 @@ slot_reader_claim(struct slot_conn *h, pid_t me)
 }
 
 /* This process's reader entry, claimed on first use. -EUSERS: none free.
- * Handle mutex held. */
+ * Under slot_lock. */
 static inline int slot_reader(struct slot_conn *h)
 {
 	pid_t me = mproc__self_pid();
@@ -86,6 +96,27 @@ static inline int slot_reader(struct slot_conn *h)
 	if (mproc__likely(h->reader >= 0 && h->reader_pid == me))
 		return h->reader;
 	return slot_reader_claim(h, me);
+}
+
+/*
+ * slot_lock takes the handle's mutex, unless the process has one thread
+ * and no predicate is to run under it: then no other thread can hold it
+ * or come in (the variable turns false before a thread starts, in the
+ * thread that starts it, and only a predicate could do that inside the
+ * section). 1: taken, give it to slot_unlock.
+ */
+static inline int slot_lock(struct slot_conn *h, mproc_match_fn match)
+{
+	if (match == NULL && SLOT_ONE_THREAD())
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	return 1;
+}
+
+static inline void slot_unlock(struct slot_conn *h, int locked)
+{
+	if (locked)
+		pthread_mutex_unlock(&h->mu);
 }
 
 /*
@@ -120,7 +151,7 @@ static inline int slot_seen_all(struct slot_conn *h,
  * slot_try: one look at the published value. Returns 0 (taken into m),
  * 1 (nothing newer than h->last; *seen the word looked at), or a negative
  * errno. With lend, the value is not copied: the entry's borrow pin stays
- * on its buffer and m->data points at it. Handle mutex held.
+ * on its buffer and m->data points at it. Under slot_lock.
  */
 static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
                     mproc_msg *m, mproc_match_fn match, void *arg,
@@ -214,7 +245,7 @@ out:
 	return rc;
 }
 
-/* Does this process hold a borrow on h? Handle mutex held. */
+/* Does this process hold a borrow on h? Under slot_lock. */
 static int slot_lending(const struct slot_conn *h)
 {
 	return h->borrowed != 0 && h->borrow_pid == mproc__self_pid() &&
@@ -234,7 +265,7 @@ static int slot_wait(struct slot_conn *h, mproc_msg *m, mproc_match_fn match,
 	struct mproc__deadline d;
 	uint64_t seen;
 	uint32_t v;
-	int rc, spun = 0;
+	int rc, locked, spun = 0;
 
 	/* MPROC_NOWAIT returns after one look, before any use of d. */
 	if (timeout_ms != MPROC_NOWAIT)
@@ -242,14 +273,14 @@ static int slot_wait(struct slot_conn *h, mproc_msg *m, mproc_match_fn match,
 	for (;;) {
 		if (lend || fresh || !slot_seen_all(h, &e, &seen)) {
 			fresh = 0;
-			pthread_mutex_lock(&h->mu);
+			locked = slot_lock(h, match);
 			if (lend && slot_lending(h))
 				rc = -EBUSY;
 			else if ((rc = slot_reader(h)) >= 0) {
 				e = &s->readers[rc];
 				rc = slot_try(h, e, m, match, arg, &seen, lend);
 			}
-			pthread_mutex_unlock(&h->mu);
+			slot_unlock(h, locked);
 			if (rc <= 0)
 				return rc;
 		}
@@ -324,11 +355,11 @@ int mproc__slot_release(mproc_conn *c, mproc_msg *m)
 {
 	struct slot_conn *h = slot_of(c);
 	struct mproc__slot_shared *s = h->s;
-	int rc = 0;
+	int rc = 0, locked;
 
 	if (slot_in_callback(s))
 		return -EDEADLK;
-	pthread_mutex_lock(&h->mu);
+	locked = slot_lock(h, NULL);
 	if (!slot_lending(h) || h->borrowed > h->nbuf ||
 	    m->data != (void *)slot_buf_data(h, h->borrowed - 1)) {
 		rc = -EINVAL;
@@ -337,7 +368,7 @@ int mproc__slot_release(mproc_conn *c, mproc_msg *m)
 		                 __ATOMIC_RELEASE);
 		h->borrowed = 0;
 	}
-	pthread_mutex_unlock(&h->mu);
+	slot_unlock(h, locked);
 	return rc;
 }
 

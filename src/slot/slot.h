@@ -39,7 +39,9 @@ struct slot_conn {
 	                      Written under mu, read without it by the
 	                      nothing-new look (slot_seen_all): atomic */
 	pthread_mutex_t mu; /* threads of one process receive in turn; it
-	                       also guards the borrow fields */
+	                       also guards the borrow fields (taken by
+	                       slot_lock, recv.c: not while the process has
+	                       one thread) */
 	uint32_t borrowed; /* buffer index + 1 lent by a borrow; 0: none */
 	pid_t borrow_pid;  /* the process that borrowed (a forked copy of the
 	                      handle has none) */
