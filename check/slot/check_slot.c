@@ -8,6 +8,8 @@
  * borrow held under a busy writer, mixed with copies, killed holders.
  */
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1348,6 +1350,243 @@ START_TEST(test_slot_descriptor)
 }
 END_TEST
 
+/*
+ * A predicate calling back into its slot gets -EDEADLK (receives, with or
+ * without a wait, and sends); a call on another slot (a receive that
+ * finds nothing new without a lock), or from another thread while the
+ * predicate runs, does not; and after the predicate nothing says
+ * -EDEADLK (the count of threads in predicates is back to 0).
+ */
+struct pred_reentry {
+	mproc_conn *s, *other;
+	int ok;
+	int in, go; /* the other thread's turn, while the predicate runs */
+};
+
+static int pred_reenter(const mproc_msg *m, void *arg)
+{
+	struct pred_reentry *r = arg;
+	uint64_t v;
+
+	(void)m;
+	r->ok = recv_u64(r->s, &v, MPROC_NOWAIT) == -EDEADLK &&
+	        recv_u64(r->s, &v, 10) == -EDEADLK &&
+	        send_u64(r->s, 9) == -EDEADLK &&
+	        recv_u64(r->other, &v, MPROC_NOWAIT) == -EAGAIN;
+	__atomic_store_n(&r->in, 1, __ATOMIC_SEQ_CST);
+	for (long long end = check_now_ms() + T;
+	     !__atomic_load_n(&r->go, __ATOMIC_SEQ_CST) && check_now_ms() < end;)
+		usleep(100);
+	return 1;
+}
+
+static void *pred_other_thread(void *arg)
+{
+	struct pred_reentry *r = arg;
+	uint64_t v;
+	intptr_t ok;
+
+	for (long long end = check_now_ms() + T;
+	     !__atomic_load_n(&r->in, __ATOMIC_SEQ_CST) && check_now_ms() < end;)
+		usleep(100);
+	/* Not in a predicate: a slot some thread's predicate is on answers. */
+	ok = recv_u64(r->other, &v, MPROC_NOWAIT) == -EAGAIN &&
+	     send_u64(r->other, 3) == 0 &&
+	     recv_u64(r->other, &v, MPROC_NOWAIT) == 0 && v == 3;
+	__atomic_store_n(&r->go, 1, __ATOMIC_SEQ_CST);
+	return (void *)ok;
+}
+
+START_TEST(test_slot_predicate_reentry)
+{
+	struct pred_reentry r = { .s = slot_new(0), .other = slot_new(0) };
+	uint64_t v = 0;
+	mproc_msg m = { .data = &v, .capacity = sizeof(v) };
+	pthread_t t;
+	void *tok;
+
+	ck_assert_int_eq(send_u64(r.other, 1), 0);
+	ck_assert_int_eq(recv_u64(r.other, &v, MPROC_NOWAIT), 0); /* seen */
+	ck_assert_int_eq(send_u64(r.s, 1), 0);
+	ck_assert_int_eq(recv_u64(r.s, &v, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(send_u64(r.s, 2), 0);
+	/* One thread: the predicate alone. */
+	r.go = 1;
+	ck_assert_int_eq(mproc_recv(r.s, &m, pred_reenter, &r, T), 0);
+	ck_assert_int_eq(v, 2);
+	ck_assert(r.ok);
+	ck_assert_int_eq(recv_u64(r.s, &v, MPROC_NOWAIT), -EAGAIN);
+	ck_assert_int_eq(send_u64(r.s, 4), 0);
+	/* Two threads: the other one calls while the predicate runs. */
+	r.ok = r.in = r.go = 0;
+	ck_assert_int_eq(pthread_create(&t, NULL, pred_other_thread, &r), 0);
+	ck_assert_int_eq(mproc_recv(r.s, &m, pred_reenter, &r, T), 0);
+	ck_assert_int_eq(pthread_join(t, &tok), 0);
+	ck_assert_int_eq(v, 4);
+	ck_assert(r.ok);
+	ck_assert(tok != NULL);
+	ck_assert_int_eq(recv_u64(r.s, &v, MPROC_NOWAIT), -EAGAIN);
+	ck_assert_int_eq(send_u64(r.s, 5), 0);
+	ck_assert_int_eq(recv_u64(r.s, &v, MPROC_NOWAIT), 0);
+	ck_assert_int_eq(v, 5);
+	mproc_close(r.s);
+	mproc_close(r.other);
+}
+END_TEST
+
+/*
+ * Threads of one process sharing a handle receive in turn: a value goes
+ * to one of them only (the handle returns it once), each one's values
+ * move forward and are whole, and the last value is taken. Polls
+ * (MPROC_NOWAIT) and waits mixed, so the look without a lock runs beside
+ * receives under the mutex. A child process writes.
+ */
+#define SHARE_N 20000u
+#define SHARE_THREADS 3
+
+struct share {
+	mproc_conn *s;
+	uint8_t got[SHARE_N + 1];
+	int idx;
+	int fail;
+	int done;
+};
+
+static void *share_reader(void *arg)
+{
+	struct share *sh = arg;
+	int me = __atomic_fetch_add(&sh->idx, 1, __ATOMIC_SEQ_CST);
+	uint64_t p[8], last = 0;
+	mproc_msg m = { .data = p, .capacity = sizeof(p) };
+	long long end = check_now_ms() + 4 * T;
+	unsigned k = 0;
+	int rc;
+
+	while (!__atomic_load_n(&sh->done, __ATOMIC_SEQ_CST) &&
+	       check_now_ms() < end) {
+		rc = mproc_recv(sh->s, &m, NULL, NULL,
+		                (me + k++) % 4 == 0 ? 1 : MPROC_NOWAIT);
+		if (rc == -EAGAIN || rc == -ETIMEDOUT)
+			continue;
+		if (rc != 0 || m.size != sizeof(p) || p[0] == 0 ||
+		    p[0] > SHARE_N || p[0] <= last)
+			goto bad;
+		for (int i = 1; i < 8; i++)
+			if (p[i] != (p[0] ^ (uint64_t)i * 0x9e3779b97f4a7c15ull))
+				goto bad; /* torn */
+		if (__atomic_add_fetch(&sh->got[p[0]], 1, __ATOMIC_SEQ_CST) != 1)
+			goto bad; /* returned twice by the handle */
+		last = p[0];
+		if (last == SHARE_N)
+			__atomic_store_n(&sh->done, 1, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+bad:
+	__atomic_store_n(&sh->fail, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&sh->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+START_TEST(test_slot_threads_share_handle)
+{
+	static struct share sh;
+	pthread_t t[SHARE_THREADS];
+	unsigned taken = 0;
+	pid_t w;
+
+	memset(&sh, 0, sizeof(sh));
+	sh.s = slot_new(64);
+	w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		uint64_t p[8];
+
+		for (uint64_t v = 1; v <= SHARE_N; v++) {
+			p[0] = v;
+			for (int i = 1; i < 8; i++)
+				p[i] = v ^ (uint64_t)i * 0x9e3779b97f4a7c15ull;
+			child_assert(mproc_send(sh.s, MPROC_USER, 0, p,
+			                        sizeof(p)) == 0);
+			if (v % 64 == 0)
+				sched_yield();
+		}
+		mproc_close(sh.s);
+		_exit(0);
+	}
+	for (int i = 0; i < SHARE_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, share_reader, &sh),
+		                 0);
+	for (int i = 0; i < SHARE_THREADS; i++)
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+	check_reap_ok(w, T);
+	ck_assert_msg(!sh.fail, "a value torn, out of order or taken twice");
+	ck_assert_int_eq(sh.got[SHARE_N], 1);
+	for (unsigned v = 1; v <= SHARE_N; v++)
+		taken += sh.got[v];
+	ck_assert_uint_gt(taken, 1);
+	ck_assert_int_eq(sstats(sh.s).seen, SHARE_N);
+	ck_assert_int_eq(recv_u64(sh.s, &(uint64_t){ 0 }, MPROC_NOWAIT),
+	                 -EAGAIN);
+	mproc_close(sh.s);
+}
+END_TEST
+
+/*
+ * Where the handle's mutex is taken (white box: the test holds it). In a
+ * process with more than one thread a receive of a new value waits for
+ * the mutex; a receive that finds nothing new does not take it.
+ */
+struct held {
+	mproc_conn *s;
+	int rc, done;
+	uint64_t v;
+};
+
+static void *held_recv(void *arg)
+{
+	struct held *x = arg;
+
+	x->rc = recv_u64(x->s, &x->v, MPROC_NOWAIT);
+	__atomic_store_n(&x->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static int held_wait(struct held *x, int ms)
+{
+	for (long long end = check_now_ms() + ms; check_now_ms() < end;) {
+		if (__atomic_load_n(&x->done, __ATOMIC_SEQ_CST))
+			return 1;
+		usleep(1000);
+	}
+	return __atomic_load_n(&x->done, __ATOMIC_SEQ_CST);
+}
+
+START_TEST(test_slot_threads_take_mutex)
+{
+	struct held x = { .s = slot_new(0) };
+	pthread_mutex_t *mu = &slot_of(x.s)->mu;
+	pthread_t t;
+
+	ck_assert_int_eq(send_u64(x.s, 1), 0);
+	ck_assert_int_eq(pthread_mutex_lock(mu), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, held_recv, &x), 0);
+	ck_assert(!held_wait(&x, 50)); /* a new value: it waits for mu */
+	ck_assert_int_eq(pthread_mutex_unlock(mu), 0);
+	ck_assert(held_wait(&x, T));
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(x.rc, 0);
+	ck_assert_int_eq(x.v, 1);
+	x.done = 0;
+	ck_assert_int_eq(pthread_mutex_lock(mu), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, held_recv, &x), 0);
+	ck_assert(held_wait(&x, T)); /* nothing new: no lock */
+	ck_assert_int_eq(pthread_mutex_unlock(mu), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(x.rc, -EAGAIN);
+	mproc_close(x.s);
+}
+END_TEST
+
 static Suite *slot_suite(void)
 {
 	Suite *s = suite_create("slot");
@@ -1375,6 +1614,9 @@ static Suite *slot_suite(void)
 	tcase_add_test(tc, test_slot_live_claim_never_taken);
 	tcase_add_test(tc, test_slot_live_reader_never_taken);
 	tcase_add_test(tc, test_slot_live_poller_never_taken);
+	tcase_add_test(tc, test_slot_predicate_reentry);
+	tcase_add_test(tc, test_slot_threads_share_handle);
+	tcase_add_test(tc, test_slot_threads_take_mutex);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tn, CHECK_TIMEOUT);
 	tcase_add_checked_fixture(tn, named_setup, named_teardown);

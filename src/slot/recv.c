@@ -16,21 +16,31 @@
 #include "base/futex.h"
 #include "slot/slot.h"
 
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h> /* glibc 2.32 and later */
+#define SLOT_ONE_THREAD() (__libc_single_threaded != 0)
+#endif
+#endif
+#ifndef SLOT_ONE_THREAD
+#define SLOT_ONE_THREAD() 0
+#endif
+
 __thread const struct mproc__slot_shared *mproc__slot_in_callback;
+uint32_t mproc__slot_callbacks;
 
 /* A slot is never shut down: the spin's stop word. */
 static const uint32_t slot_never;
 
-/* This process's reader entry, claimed on first use. -EUSERS: none free. */
-static int slot_reader(struct slot_conn *h)
+/* Claim this process's reader entry for h. -EUSERS: none free. Once per
+ * handle and process: kept out of line, off the receive's path. */
+__attribute__((noinline, cold)) static int
+slot_reader_claim(struct slot_conn *h, pid_t me)
 {
 	struct mproc__slot_shared *s = h->s;
-	pid_t me = mproc__self_pid();
 	struct mproc__live lc;
 	int pass;
 
-	if (mproc__likely(h->reader >= 0 && h->reader_pid == me))
-		return h->reader;
 	mproc__live_init(&lc);
 	for (pass = 0; pass < 2; pass++) {
 		for (int i = 0; i < MPROC__SLOT_READERS; i++) {
@@ -69,18 +79,79 @@ static int slot_reader(struct slot_conn *h)
 			                                  __ATOMIC_SEQ_CST);)
 				;
 			h->reader = i;
-			h->reader_pid = me;
+			/* reader before its pid: see slot_seen_all. */
+			__atomic_store_n(&h->reader_pid, me, __ATOMIC_RELEASE);
 			return i;
 		}
 	}
 	return -EUSERS;
 }
 
+/* This process's reader entry, claimed on first use. -EUSERS: none free.
+ * Under slot_lock. */
+static inline int slot_reader(struct slot_conn *h)
+{
+	pid_t me = mproc__self_pid();
+
+	if (mproc__likely(h->reader >= 0 && h->reader_pid == me))
+		return h->reader;
+	return slot_reader_claim(h, me);
+}
+
+/*
+ * slot_lock takes the handle's mutex, unless the process has one thread
+ * and no predicate is to run under it: then no other thread can hold it
+ * or come in (the variable turns false before a thread starts, in the
+ * thread that starts it, and only a predicate could do that inside the
+ * section). 1: taken, give it to slot_unlock.
+ */
+static inline int slot_lock(struct slot_conn *h, mproc_match_fn match)
+{
+	if (match == NULL && SLOT_ONE_THREAD())
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	return 1;
+}
+
+static inline void slot_unlock(struct slot_conn *h, int locked)
+{
+	if (locked)
+		pthread_mutex_unlock(&h->mu);
+}
+
+/*
+ * slot_seen_all: the look before the mutex, one acquire load of the
+ * published word as a seqlock reader makes. 1 when this process has its
+ * entry in h already (*e set) and the published version is not newer
+ * than the last h returned (*seen: the word looked at): nothing for this
+ * handle. 0: take the mutex and look (slot_try). h->last only grows, and
+ * a version at or below it was returned (or rejected) by this handle
+ * when it was the published one; so even next to another thread's
+ * receive on h the answer is one the mutex would have given at some
+ * instant of the call, and a stale h->last only sends the caller to the
+ * mutex. Without an entry the mutex is taken, for its -EUSERS.
+ */
+static inline int slot_seen_all(struct slot_conn *h,
+                                struct mproc__slot_reader **e, uint64_t *seen)
+{
+	uint64_t cur = __atomic_load_n(&h->s->cur, __ATOMIC_ACQUIRE);
+
+	if (SLOT_CUR_VERSION(cur) > __atomic_load_n(&h->last, __ATOMIC_RELAXED))
+		return 0;
+	/* The pid (acquire) before reader: see slot_reader. */
+	if (__atomic_load_n(&h->reader_pid, __ATOMIC_ACQUIRE) !=
+	    mproc__self_pid())
+		return 0;
+	*e = &h->s->readers[h->reader];
+	*seen = cur;
+	return 1;
+}
+
 /*
  * slot_try: one look at the published value. Returns 0 (taken into m),
  * 1 (nothing newer than h->last; *seen the word looked at), or a negative
  * errno. With lend, the value is not copied: the entry's borrow pin stays
- * on its buffer and m->data points at it. Handle mutex held.
+ * on its buffer and m->data points at it. Under slot_lock.
  */
 static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
                     mproc_msg *m, mproc_match_fn match, void *arg,
@@ -125,11 +196,15 @@ static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
 		view.recipient = b->recipient;
 		view.size = view.capacity = size;
 		view.data = (void *)src;
+		/* Counted first: see slot_in_callback in slot.h. */
+		__atomic_add_fetch(&mproc__slot_callbacks, 1, __ATOMIC_RELAXED);
 		mproc__slot_in_callback = s;
 		rc = match(&view, arg);
 		mproc__slot_in_callback = NULL;
+		__atomic_sub_fetch(&mproc__slot_callbacks, 1, __ATOMIC_RELAXED);
 		if (!rc) {
-			h->last = ver; /* a value match rejects counts as seen */
+			/* a value match rejects counts as seen */
+			__atomic_store_n(&h->last, ver, __ATOMIC_RELAXED);
 			rc = 1;
 			goto out;
 		}
@@ -143,7 +218,7 @@ static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
 		m->recipient = b->recipient;
 		m->size = size;
 		m->data = (void *)src;
-		h->last = ver;
+		__atomic_store_n(&h->last, ver, __ATOMIC_RELAXED);
 		h->borrowed = i + 1;
 		h->borrow_pid = mproc__self_pid();
 		return 0;
@@ -164,49 +239,55 @@ static int slot_try(struct slot_conn *h, struct mproc__slot_reader *e,
 	m->sender = b->sender;
 	m->recipient = b->recipient;
 	m->size = size;
-	h->last = ver;
+	__atomic_store_n(&h->last, ver, __ATOMIC_RELAXED);
 out:
 	__atomic_store_n(pin, 0, __ATOMIC_RELEASE);
 	return rc;
 }
 
-/* Does this process hold a borrow on h? Handle mutex held. */
+/* Does this process hold a borrow on h? Under slot_lock. */
 static int slot_lending(const struct slot_conn *h)
 {
 	return h->borrowed != 0 && h->borrow_pid == mproc__self_pid() &&
 	       h->reader >= 0 && h->reader_pid == h->borrow_pid;
 }
 
-static int slot_get(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
-                    void *arg, int timeout_ms, int lend)
+/*
+ * slot_wait: the receive after the checks (slot_get): look under the
+ * mutex, then spin, then sleep, until a value is taken or the timeout.
+ * fresh: slot_seen_all has just said there is something new.
+ */
+static int slot_wait(struct slot_conn *h, mproc_msg *m, mproc_match_fn match,
+                     void *arg, int timeout_ms, int lend, int fresh)
 {
-	struct slot_conn *h = slot_of(c);
 	struct mproc__slot_shared *s = h->s;
 	struct mproc__slot_reader *e = NULL;
 	struct mproc__deadline d;
 	uint64_t seen;
 	uint32_t v;
-	int rc, spun = 0;
+	int rc, locked, spun = 0;
 
-	if (mproc__unlikely(mproc__slot_in_callback == s))
-		return -EDEADLK;
-	if (slot_check_identity(h) < 0)
-		return -EPROTO;
-	mproc__poll_before_recv(&s->poll, &h->poll);
-	mproc__deadline_set(&d, timeout_ms);
+	/* MPROC_NOWAIT returns after one look, before any use of d. */
+	if (timeout_ms != MPROC_NOWAIT)
+		mproc__deadline_set(&d, timeout_ms);
 	for (;;) {
-		pthread_mutex_lock(&h->mu);
-		if (lend && slot_lending(h))
-			rc = -EBUSY;
-		else if ((rc = slot_reader(h)) >= 0) {
-			e = &s->readers[rc];
-			rc = slot_try(h, e, m, match, arg, &seen, lend);
+		if (lend || fresh || !slot_seen_all(h, &e, &seen)) {
+			fresh = 0;
+			locked = slot_lock(h, match);
+			if (lend && slot_lending(h))
+				rc = -EBUSY;
+			else if ((rc = slot_reader(h)) >= 0) {
+				e = &s->readers[rc];
+				rc = slot_try(h, e, m, match, arg, &seen, lend);
+			}
+			slot_unlock(h, locked);
+			if (rc <= 0)
+				return rc;
 		}
-		pthread_mutex_unlock(&h->mu);
-		if (rc <= 0)
-			return rc;
+		if (timeout_ms == MPROC_NOWAIT)
+			return -EAGAIN;
 		if (!d.forever && mproc__deadline_ns(&d) <= 0)
-			return timeout_ms == MPROC_NOWAIT ? -EAGAIN : -ETIMEDOUT;
+			return -ETIMEDOUT;
 		if (!spun) {
 			mproc__deadline_arm(&d);
 			mproc__spin(&s->cur, seen, &slot_never);
@@ -226,6 +307,32 @@ static int slot_get(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
 		if (rc < 0 && __atomic_load_n(&s->cur, __ATOMIC_SEQ_CST) == seen)
 			return rc;
 	}
+}
+
+/*
+ * slot_get: the checks, then the look for nothing new that takes no lock
+ * (a reader polling with MPROC_NOWAIT and finding nothing returns here,
+ * inlined into its entry point); else slot_wait.
+ */
+static inline int slot_get(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
+                           void *arg, int timeout_ms, int lend)
+{
+	struct slot_conn *h = slot_of(c);
+	struct mproc__slot_shared *s = h->s;
+	struct mproc__slot_reader *e;
+	uint64_t seen;
+
+	if (slot_in_callback(s))
+		return -EDEADLK;
+	if (slot_check_identity(h) < 0)
+		return -EPROTO;
+	mproc__poll_before_recv(&s->poll, &h->poll);
+	/* A borrow looks under the mutex, for its -EBUSY. */
+	if (lend || timeout_ms != MPROC_NOWAIT)
+		return slot_wait(h, m, match, arg, timeout_ms, lend, 0);
+	if (slot_seen_all(h, &e, &seen))
+		return -EAGAIN;
+	return slot_wait(h, m, match, arg, timeout_ms, lend, 1);
 }
 
 int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
@@ -248,11 +355,11 @@ int mproc__slot_release(mproc_conn *c, mproc_msg *m)
 {
 	struct slot_conn *h = slot_of(c);
 	struct mproc__slot_shared *s = h->s;
-	int rc = 0;
+	int rc = 0, locked;
 
-	if (mproc__unlikely(mproc__slot_in_callback == s))
+	if (slot_in_callback(s))
 		return -EDEADLK;
-	pthread_mutex_lock(&h->mu);
+	locked = slot_lock(h, NULL);
 	if (!slot_lending(h) || h->borrowed > h->nbuf ||
 	    m->data != (void *)slot_buf_data(h, h->borrowed - 1)) {
 		rc = -EINVAL;
@@ -261,7 +368,7 @@ int mproc__slot_release(mproc_conn *c, mproc_msg *m)
 		                 __ATOMIC_RELEASE);
 		h->borrowed = 0;
 	}
-	pthread_mutex_unlock(&h->mu);
+	slot_unlock(h, locked);
 	return rc;
 }
 
@@ -290,7 +397,7 @@ int mproc__slot_stats(mproc_conn *c, mproc_slot_counts *st)
 	if (i >= h->nbuf)
 		return -EPROTO;
 	st->version = SLOT_CUR_VERSION(cur);
-	st->seen = h->last;
+	st->seen = __atomic_load_n(&h->last, __ATOMIC_RELAXED);
 	st->size = __atomic_load_n(&s->buf[i].size, __ATOMIC_RELAXED);
 	st->max_payload = h->max_payload;
 	st->buffers = h->nbuf;

@@ -193,7 +193,7 @@ int mproc__slot_send(mproc_conn *c, const mproc_msg *m, int timeout_ms)
 
 	if (m->size > h->max_payload)
 		return -EMSGSIZE;
-	if (mproc__unlikely(mproc__slot_in_callback == s))
+	if (slot_in_callback(s))
 		return -EDEADLK;
 	if (slot_check_identity(h) < 0)
 		return -EPROTO;
@@ -227,7 +227,7 @@ int mproc__slot_reserve(mproc_conn *c, size_t size, void **buf,
 
 	if (size > h->max_payload)
 		return -EMSGSIZE;
-	if (mproc__unlikely(mproc__slot_in_callback == h->s))
+	if (slot_in_callback(h->s))
 		return -EDEADLK;
 	if (slot_check_identity(h) < 0)
 		return -EPROTO;
@@ -265,7 +265,7 @@ int mproc__slot_commit(mproc_conn *c, int32_t request, pid_t recipient,
 	pid_t me = mproc__self_pid();
 	uint32_t i;
 
-	if (mproc__unlikely(mproc__slot_in_callback == h->s))
+	if (slot_in_callback(h->s))
 		return -EDEADLK;
 	pthread_mutex_lock(&h->zmu);
 	if (h->res_state != SLOT_RES_OPEN || h->res_pid != me ||
@@ -300,7 +300,7 @@ int mproc__slot_cancel(mproc_conn *c)
 	struct slot_conn *h = slot_of(c);
 	int rc;
 
-	if (mproc__unlikely(mproc__slot_in_callback == h->s))
+	if (slot_in_callback(h->s))
 		return -EDEADLK;
 	pthread_mutex_lock(&h->zmu);
 	rc = slot_drop_locked(h);

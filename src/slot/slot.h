@@ -35,9 +35,13 @@ struct slot_conn {
 	uint64_t stride;
 	uint32_t flags;
 	uint64_t last;     /* the version this handle last returned (or
-	                      rejected); copied by fork, as the contract says */
+	                      rejected); copied by fork, as the contract says.
+	                      Written under mu, read without it by the
+	                      nothing-new look (slot_seen_all): atomic */
 	pthread_mutex_t mu; /* threads of one process receive in turn; it
-	                       also guards the borrow fields */
+	                       also guards the borrow fields (taken by
+	                       slot_lock, recv.c: not while the process has
+	                       one thread) */
 	uint32_t borrowed; /* buffer index + 1 lent by a borrow; 0: none */
 	pid_t borrow_pid;  /* the process that borrowed (a forked copy of the
 	                      handle has none) */
@@ -48,7 +52,9 @@ struct slot_conn {
 	uint32_t res_size; /* the bytes reserved */
 	pid_t res_pid;     /* the process that reserved */
 	int reader;        /* this process's entry in readers[]; -1: none */
-	pid_t reader_pid;
+	pid_t reader_pid;  /* the process reader is for: stored (release)
+	                      after reader, under mu; the nothing-new look
+	                      reads it (acquire) without mu, then reader */
 	struct mproc__poller poll;
 	struct mproc__named *named; /* NULL: anonymous */
 };
@@ -79,6 +85,22 @@ static inline int slot_check_identity(const struct slot_conn *h)
 
 /* The slot whose predicate this thread is running. */
 extern __thread const struct mproc__slot_shared *mproc__slot_in_callback;
+/* Threads of this process running a slot predicate (recv.c). */
+extern uint32_t mproc__slot_callbacks;
+
+/*
+ * Is this thread inside a predicate on s (a call on s would deadlock:
+ * -EDEADLK)? While no thread of the process runs one, the count says no
+ * with one plain load, and the __thread variable (a __tls_get_addr call
+ * in a shared library) is not read. A thread in a predicate counted
+ * itself before, so its own look always sees the count above 0.
+ */
+static inline int slot_in_callback(const struct mproc__slot_shared *s)
+{
+	return mproc__unlikely(__atomic_load_n(&mproc__slot_callbacks,
+	                                       __ATOMIC_RELAXED) != 0) &&
+	       mproc__slot_in_callback == s;
+}
 
 int mproc__slot_send(mproc_conn *c, const mproc_msg *m, int timeout_ms);
 int mproc__slot_recv(mproc_conn *c, mproc_msg *m, mproc_match_fn match,
