@@ -13,6 +13,7 @@ does. Plus the four-field API (``send_msg``, ``recv_msg``).
 import ctypes
 import errno
 import os
+import pickle
 import select
 import struct
 
@@ -29,6 +30,7 @@ _EPIPE = -errno.EPIPE
 _EMSGSIZE = -errno.EMSGSIZE
 _ETIMEDOUT = -errno.ETIMEDOUT
 _EAGAIN = -errno.EAGAIN
+_loads = pickle.loads
 _LARGE_HDR = struct.Struct("<iQ")  # inner request, total size
 _CHUNK = PIPE_MAX_PAYLOAD
 
@@ -155,6 +157,13 @@ class Connection(Channel):
         chunks when over the pipe's 16 MiB frame: straight from the
         object's memory, no copy on the Python side."""
         self._check_writable()
+        if isinstance(data, bytes) and off == 0 and \
+                (n is None or n == len(data)) and len(data) <= _CHUNK:
+            rc = self._send_bytes(request, 0, data, None)
+            if rc == _EPIPE:
+                raise BrokenPipeError(errno.EPIPE, "the other end is closed")
+            check(rc)
+            return
         if isinstance(data, bytes):
             keep = data
             base = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
@@ -235,11 +244,14 @@ class Connection(Channel):
             if self._ep is not None:
                 self._sync_ready()
 
-    def _take_one(self, timeout):
+    def _take_one(self, timeout, got=None):
         """(request, payload bytes-like, fresh) of the next message, chunks
-        joined; EOFError when the peer is gone and all was read."""
+        joined; EOFError when the peer is gone and all was read. got: its
+        first frame, already received."""
         self._check_readable()
-        if self._stash is not None:
+        if got is not None:
+            pass
+        elif self._stash is not None:
             got, self._stash = self._stash, None
         else:
             try:
@@ -273,7 +285,17 @@ class Connection(Channel):
         is closed and nothing is left)."""
         self._handle()
         self._check_readable()
-        req, data, fresh = self._take(None)
+        if self._stash is None and self._ep is None:
+            # The common case: unpickled where it was received.
+            try:
+                got = self._recv_into(None, None, None, _pipe_obj)
+            except Error_EPIPE:
+                raise EOFError from None
+            if type(got) is not tuple or len(got) != 4 or got[0] is not _AGAIN:
+                return got
+            req, data, fresh = self._take_one(None, got[1:])
+        else:
+            req, data, fresh = self._take(None)
         if req == NDARRAY:
             return _codec.nd_decode(memoryview(data), fresh)
         if req == PICKLE or req == BYTES:
@@ -381,6 +403,20 @@ class Connection(Channel):
 
 class Error_EPIPE(_lib.Error):
     """Internal: the peer is gone."""
+
+
+_AGAIN = object()
+
+
+def _pipe_obj(request, sender, recipient, view, fresh):
+    # recv()'s decoder, run on the receive buffer: objects as they are
+    # sent, anything else handed back to recv (the first frame kept).
+    if request == PICKLE or request == BYTES:
+        return _loads(view)
+    if request == NDARRAY:
+        return _codec.nd_decode(view, fresh)
+    return (_AGAIN, request, view if fresh else memoryview(bytes(view)),
+            True)
 
 
 def _raw(request, sender, recipient, view, fresh):
