@@ -37,20 +37,21 @@ bad() { echo "FAIL: $*"; fail=1; }
 # FILE: a bus's subscribers in FILE, one a line: pid live cursor lag
 # lag_bytes lost received. (One python3 per document: it takes a quarter
 # second to start.)
-if command -v python3 >/dev/null 2>&1; then
+py="${PYTHON:-python3}"
+if command -v "$py" >/dev/null 2>&1; then
 	flat() {
-		python3 -c 'import json, sys
+		"$py" -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 if isinstance(d, dict):
     for k, v in d.items():
         print("%s=%s" % (k, v if isinstance(v, str) else json.dumps(v)))' "$1" > "$1.kv"
 	}
 	jnames() {
-		python3 -c 'import json, sys
+		"$py" -c 'import json, sys
 for o in json.load(open(sys.argv[1])): print(o["name"])' "$1"
 	}
 	jsubs() {
-		python3 -c 'import json, sys
+		"$py" -c 'import json, sys
 for r in json.load(open(sys.argv[1]))["subscribers"]:
     print(r["pid"], json.dumps(r["live"]), r["cursor"], r["lag"], r["lag_bytes"], r["lost"], r["received"])' "$1"
 	}
@@ -74,12 +75,12 @@ expect() {
 	[ "$got" = "$3" ] || bad "$4: $2 is $got, expected $3"
 }
 
-# wait_line FILE TEXT: up to 5 s for TEXT to appear in FILE.
+# wait_line FILE TEXT: up to 20 s for TEXT to appear in FILE.
 wait_line() {
 	i=0
 	while ! grep -q "$2" "$1" 2>/dev/null; do
 		i=$((i + 1))
-		[ "$i" -lt 500 ] || return 1
+		[ "$i" -lt 2000 ] || return 1
 		sleep 0.01
 	done
 }
@@ -90,7 +91,7 @@ live="/live-$$"
 out="$dir/.out"
 
 # 1. A live queue: 10 sent, 3 taken, one holder.
-"$peer" hold "$live" 10 3 20 > "$dir/.hold" 2>&1 &
+"$peer" hold "$live" 10 3 120 > "$dir/.hold" 2>&1 &
 hold=$!
 pids="$pids $hold"
 wait_line "$dir/.hold" ready || { bad "the holder did not start"; cat "$dir/.hold"; exit 1; }
@@ -141,14 +142,14 @@ for how in "" pending; do
 	wait_line "$dir/.lock" locked || bad "$what: did not lock"
 	i=0
 	until grep -q '^State:.*T' "/proc/$locker/status" 2>/dev/null; do
-		i=$((i + 1)); [ "$i" -lt 500 ] || { bad "$what: did not stop"; break; }
+		i=$((i + 1)); [ "$i" -lt 2000 ] || { bad "$what: did not stop"; break; }
 		sleep 0.01
 	done
 	t0=$(now_ms)
 	timeout 5 "$stat" --json "$live" > "$out"; rc=$?
 	t1=$(now_ms)
 	[ "$rc" -eq 0 ] || bad "$what: exit $rc"
-	[ $((t1 - t0)) -lt 1000 ] || bad "$what: took $((t1 - t0)) ms"
+	[ $((t1 - t0)) -lt 3000 ] || bad "$what: took $((t1 - t0)) ms"
 	flat "$out" || bad "$what: not JSON"
 	expect "$out" queued 7 "$what"
 	expect "$out" holders 2 "$what"
@@ -237,7 +238,7 @@ mkdir "$dir" && chmod 700 "$dir" || exit 1
 MPROC_DIR="$dir"
 out="$dir/.out"
 bus="/bus-$$"
-"$peer" bus "$bus" 10 2 7 30 > "$dir/.bus" 2>&1 &
+"$peer" bus "$bus" 10 2 7 120 > "$dir/.bus" 2>&1 &
 bhold=$!
 pids="$pids $bhold"
 wait_line "$dir/.bus" ready || { bad "the bus did not start"; cat "$dir/.bus"; exit 1; }
@@ -275,14 +276,14 @@ for how in "" pending; do
 	wait_line "$dir/.lock" locked || bad "$what: did not lock"
 	i=0
 	until grep -q '^State:.*T' "/proc/$locker/status" 2>/dev/null; do
-		i=$((i + 1)); [ "$i" -lt 500 ] || { bad "$what: did not stop"; break; }
+		i=$((i + 1)); [ "$i" -lt 2000 ] || { bad "$what: did not stop"; break; }
 		sleep 0.01
 	done
 	t0=$(now_ms)
 	timeout 5 "$stat" --json "$bus" > "$out"; rc=$?
 	t1=$(now_ms)
 	[ "$rc" -eq 0 ] || bad "$what: exit $rc"
-	[ $((t1 - t0)) -lt 1000 ] || bad "$what: took $((t1 - t0)) ms"
+	[ $((t1 - t0)) -lt 3000 ] || bad "$what: took $((t1 - t0)) ms"
 	flat "$out" || bad "$what: not JSON"
 	expect "$out" sent 10 "$what"
 	expect "$out" max_lag 8 "$what"
@@ -327,7 +328,7 @@ done
 # took it and sleeps for a newer one, another holds it borrowed, and the
 # creator holds a reservation.
 slot="/slot-$$"
-"$peer" slot "$slot" 5 300 30 > "$dir/.slot" 2>&1 &
+"$peer" slot "$slot" 5 300 120 > "$dir/.slot" 2>&1 &
 shold=$!
 pids="$pids $shold"
 wait_line "$dir/.slot" ready || { bad "the slot did not start"; cat "$dir/.slot"; exit 1; }
