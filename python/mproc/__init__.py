@@ -20,6 +20,13 @@ needed). What it offers:
   task gets exactly one result even when workers are SIGKILLed.
 - :mod:`mproc.pymulproc`: pymulproc 0.1.2's API on mproc.
 
+What ``put``/``send`` of a Python object looks like to a C program: a
+message with request :data:`PICKLE` (0x6D700000, the pickle's bytes),
+:data:`NDARRAY` (0x6D700001, a numpy array: a header and the raw data)
+or :data:`SPILL` (0x6D700002, an object too large for the ring: the name
+of a file in the objects' directory); ``get`` returns any other message
+as a :class:`Message`.
+
 Timeouts are seconds (float); None waits for ever. Errors from the
 library are :class:`Error` (an OSError with ``errno``); a native wait
 that ran out raises TimeoutError (:class:`Empty` and :class:`Full` are
@@ -27,7 +34,7 @@ both TimeoutError and queue.Empty / queue.Full).
 """
 
 from ._lib import Error, DO, FINISHED, DIE, USER, ANYONE, version, \
-    LIBRARY_PATH
+    LIBRARY_PATH, PICKLE, NDARRAY, SPILL
 from ._channel import Message, Empty, Full
 from .queues import Queue, JoinableQueue
 from .connection import Pipe, Connection, BufferTooShort
@@ -38,7 +45,7 @@ from .named import attach, unlink
 __all__ = ["Error", "DO", "FINISHED", "DIE", "USER", "ANYONE", "Message",
            "Empty", "Full", "Queue", "JoinableQueue", "Pipe", "Connection",
            "BufferTooShort", "Bus", "Overrun", "Slot", "Event", "attach",
-           "unlink", "version", "LIBRARY_PATH"]
+           "unlink", "version", "LIBRARY_PATH", "PICKLE", "NDARRAY", "SPILL"]
 
 try:
     from .pool import Pool, WorkerDied  # noqa: F401

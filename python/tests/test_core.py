@@ -305,3 +305,18 @@ def test_large_objects_spill_and_match():
     assert q.get(match=lambda o: isinstance(o, bytes), timeout=5) == big
     assert set(os.listdir(d)) == before
     q.close()
+
+
+def test_python_objects_as_c_sees_them():
+    """put() of an object is a PICKLE message of the pickle's bytes; get()
+    hands a C program's message back as a Message."""
+    q = mproc.Queue()
+    q.put({"k": 1})
+    m = q.recv_msg(timeout=1)
+    assert m.request == mproc.PICKLE == 0x6D700000
+    assert pickle.loads(m.data) == {"k": 1}
+    q.send_msg(mproc.DO, b"raw")
+    got = q.get(timeout=1)
+    assert isinstance(got, mproc.Message) and got.request == mproc.DO
+    assert got.data == b"raw"
+    q.close()
