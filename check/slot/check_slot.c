@@ -1523,7 +1523,11 @@ START_TEST(test_slot_threads_share_handle)
 	ck_assert_int_eq(sh.got[SHARE_N], 1);
 	for (unsigned v = 1; v <= SHARE_N; v++)
 		taken += sh.got[v];
-	ck_assert_uint_gt(taken, 1);
+	/* Shared, not only the last value: unless the threads started after
+	 * the writer was done, as under valgrind, which runs them slowly. */
+	if (!check_slow())
+		ck_assert_uint_gt(taken, 1);
+	ck_assert_uint_ge(taken, 1);
 	ck_assert_int_eq(sstats(sh.s).seen, SHARE_N);
 	ck_assert_int_eq(recv_u64(sh.s, &(uint64_t){ 0 }, MPROC_NOWAIT),
 	                 -EAGAIN);
