@@ -302,8 +302,9 @@ done
 
 # Stale: the creator and both readers killed; their entries stay (a
 # writer would take them back), marked not live.
-kill -9 "$bhold" "$r1" "$r2"
-wait "$bhold" 2>/dev/null
+# The readers first, dead before their parent: a reader that saw its
+# parent go first would close the bus, unsubscribing cleanly.
+kill -9 "$r1" "$r2"
 i=0
 # (A zombie counts as dead: nobody may reap them if PID 1 does not.)
 gone() {
@@ -315,6 +316,8 @@ while ! gone "$r1" || ! gone "$r2"; do
 	i=$((i + 1)); [ "$i" -lt 500 ] || { bad "bus readers did not die"; break; }
 	sleep 0.01
 done
+kill -9 "$bhold"
+wait "$bhold" 2>/dev/null
 "$stat" --json "$bus" > "$out"; rc=$?
 [ "$rc" -eq 0 ] || bad "stale bus: exit $rc"
 flat "$out" || bad "stale bus: not JSON"
@@ -354,7 +357,8 @@ grep -q "^slot  *$slot  *0600  *3  *5  *300 *no *$" "$out" || bad "slot list: $(
 "$stat" "$slot" > "$out"
 grep -q "^version: *5$" "$out" && grep -q "^value: *300 bytes, request 1025" "$out" ||
 	bad "slot full view: $(cat "$out")"
-kill -9 "$shold" "$sr" "$sl"
+kill -9 "$sr" "$sl"
+kill -9 "$shold"
 wait "$shold" 2>/dev/null
 
 # 10. Bus and slot files scribbled on: exit 0, corrupt true, none of the
