@@ -287,10 +287,7 @@ class Channel:
             data = bytes(data)
         if not isinstance(request, int) or not isinstance(recipient, int):
             raise TypeError("request and recipient must be int")
-        rc = self._send_bytes(request, recipient, data, timeout)
-        if rc == _ETIMEDOUT or rc == _EAGAIN:
-            raise Full()
-        check(rc)
+        check_sent(self._send_bytes(request, recipient, data, timeout))
 
     def recv_msg(self, match=None, timeout=None, for_me=False):
         """Receive one message as a :class:`Message`. *match* is called
@@ -318,6 +315,15 @@ class Channel:
         msg = self._recv_into(fn, arg, timeout, _as_message)
         del keep
         return msg
+
+
+def check_sent(rc):
+    """Raise for a send's return code: :class:`Full` when there was no
+    room in time (-ETIMEDOUT, -EAGAIN), mproc.Error for the rest."""
+    if rc != 0:
+        if rc == _ETIMEDOUT or rc == _EAGAIN:
+            raise Full()
+        raise error(rc)
 
 
 def _as_message(request, sender, recipient, view, fresh):

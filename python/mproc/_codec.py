@@ -113,7 +113,6 @@ def encode(obj):
 # -- spill files ---------------------------------------------------------
 
 _SPILL_NAME = re.compile(r"\A\.spill-[A-Za-z0-9._-]{1,200}-[0-9a-f]{16}\Z")
-_spill_n = 0
 
 
 from ._named import objects_dir  # noqa: E402
@@ -123,9 +122,7 @@ def spill_write(qname, inner, payload, mode=0o600):
     """Write payload (bytes-like, or an ndarray: header + data) to a new
     file in the objects' directory, named after the queue qname; returns
     the SPILL message payload."""
-    global _spill_n
     d = objects_dir()
-    _spill_n += 1
     name = ".spill-%s-%s" % (qname[1:], os.urandom(8).hex())
     dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:

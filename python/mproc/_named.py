@@ -19,7 +19,6 @@ close or at its exit.)
 """
 
 import atexit
-import errno
 import fcntl
 import itertools
 import os

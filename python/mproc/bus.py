@@ -22,7 +22,7 @@ import errno
 
 from . import _lib, _codec, _named
 from ._lib import lib, check, error, NDARRAY
-from ._channel import Channel, Empty, Full
+from ._channel import Channel, Empty, check_sent
 from .queues import _decode_obj
 
 __all__ = ["Bus", "Overrun"]
@@ -116,9 +116,7 @@ class Bus(Channel):
             raise _lib.Error(errno.EMSGSIZE, "a %d-byte payload is over this "
                              "bus's max_payload; make it with a larger "
                              "max_payload (and capacity)" % len(data))
-        if rc == -errno.ETIMEDOUT or rc == -errno.EAGAIN:
-            raise Full()
-        check(rc)
+        check_sent(rc)
 
     send = put
 

@@ -18,9 +18,9 @@ import select
 import struct
 
 from . import _lib, _codec
-from ._lib import lib, check, error, to_ms, PICKLE, NDARRAY, BYTES, \
+from ._lib import lib, check, error, PICKLE, NDARRAY, BYTES, \
     LARGE, CHUNK, PIPE_MAX_PAYLOAD
-from ._channel import Channel, Message, Empty, Full, RECV_BUF
+from ._channel import Channel, Message
 
 __all__ = ["Pipe", "Connection", "BufferTooShort"]
 

@@ -3,7 +3,7 @@
 import errno
 
 from . import _named
-from ._lib import lib, check, error
+from ._lib import lib, check
 
 __all__ = ["attach", "unlink"]
 

@@ -32,8 +32,8 @@ _loads = pickle.loads
 _HIGHEST = pickle.HIGHEST_PROTOCOL
 
 from . import _lib, _codec, _named
-from ._lib import lib, check, error, to_ms, PICKLE, NDARRAY, SPILL
-from ._channel import Channel, Message, Empty, Full, SLICE_MS
+from ._lib import lib, check, PICKLE, NDARRAY, SPILL
+from ._channel import Channel, Message, SLICE_MS, check_sent
 from . import _channel
 
 _bare_send_msg = _lib.bare_send_msg
@@ -167,10 +167,8 @@ class Queue(Channel):
             else:
                 rc = self._send_bytes(PICKLE, 0, data,
                                       timeout if block else 0)
-        if rc != 0:
-            if rc == _ETIMEDOUT or rc == _EAGAIN:
-                raise Full()
-            raise error(rc)
+        if rc != 0:  # no call on the hot path
+            check_sent(rc)
 
     def _put(self, obj, timeout, recipient):
         if _codec.is_ndarray(obj):
@@ -337,10 +335,7 @@ class Queue(Channel):
         predicate-less get in it, takes it)."""
         if self._closed:
             raise self._closed_error()
-        rc = self._put(obj, timeout, recipient)
-        if rc == _ETIMEDOUT or rc == _EAGAIN:
-            raise Full()
-        check(rc)
+        check_sent(self._put(obj, timeout, recipient))
 
 
 class JoinableQueue(Queue):

@@ -20,8 +20,8 @@ import ctypes
 import errno
 
 from . import _lib, _codec, _named
-from ._lib import lib, check, error, NDARRAY
-from ._channel import Channel, Empty, Full
+from ._lib import lib, check, NDARRAY
+from ._channel import Channel, Empty, Message
 from .queues import _decode_obj
 
 __all__ = ["Slot", "Event"]
@@ -141,7 +141,7 @@ class Slot(Channel):
             got = self._recv_into(None, None, timeout, _decode_obj)
         except Empty:
             return False
-        self.data = None if isinstance(got, _MessageType) and \
+        self.data = None if isinstance(got, Message) and \
             not got.data else got
         return True
 
@@ -181,5 +181,3 @@ class Event(Slot):
 
     _default_max = 64 << 10
 
-
-from ._channel import Message as _MessageType  # noqa: E402

@@ -35,6 +35,7 @@ def _fallback(args):
     from . import _codec, named
     as_json = "--json" in args
     names = [a for a in args if a.startswith("/")]
+    one = len(names) == 1  # mproc-stat --json NAME: one object, else a list
     d = _codec.objects_dir()
     if not names:
         try:
@@ -62,8 +63,8 @@ def _fallback(args):
             rec["error"] = e.strerror
         out.append(rec)
     if as_json:
-        print(json.dumps(out if len(names) != 1 or "/" not in args[-1:]
-                         else out[0] if out else []))
+        if not (one and not out):  # a missing NAME prints nothing
+            print(json.dumps(out[0] if one else out))
     else:
         for r in out:
             print(" ".join("%s=%s" % kv for kv in r.items()))
