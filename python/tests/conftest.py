@@ -4,7 +4,9 @@ another's, and a check at the end that no test left a child running."""
 
 import os
 import shutil
+import signal
 import tempfile
+import time
 
 import pytest
 
@@ -34,3 +36,17 @@ def no_children_left():
         p.kill()
         p.join(5)
     assert not left, "test left children running: %r" % (left,)
+
+
+def reap(pid, timeout=30.0):
+    """The wait status of child pid, waited for at most timeout seconds
+    (then it is killed, reaped, and the test fails)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return status
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("child %d did not end within %.0f s" % (pid, timeout))

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import mproc
+from conftest import reap
 from mproc import _lib
 
 
@@ -180,7 +181,7 @@ def test_fork_child_uses_inherited_handle():
         finally:
             os._exit(0)
     assert q.get(timeout=10) == ("child", pid)
-    assert os.waitpid(pid, 0)[1] == 0
+    assert reap(pid) == 0
     q.close()
 
 
@@ -212,7 +213,7 @@ def test_bus_every_reader_sees_every_message():
     res = dict(ready.get(timeout=10) for _ in range(2))
     assert res == {k: ["a", b"b", {"c": 3}] for k in kids}
     for k in kids:
-        assert os.waitpid(k, 0)[1] == 0
+        assert reap(k) == 0
     bus.close()
     ready.close()
 
@@ -254,7 +255,7 @@ def test_event_signal_wait():
     # The child waits; a signal wakes it (it has seen nothing yet, so a
     # signal sent before it waits counts too).
     e.signal()
-    assert os.waitpid(pid, 0)[1] == 0
+    assert reap(pid) == 0
     assert e.wait(1) is True
     assert e.wait(0.05) is False
     e.signal({"frame": 7})

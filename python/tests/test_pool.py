@@ -22,6 +22,8 @@ import time
 
 import pytest
 
+from conftest import reap
+
 from mproc.pool import (Pool, WorkerDied, RemoteTraceback, TimeoutError,
                         PoolStats)
 
@@ -534,7 +536,7 @@ def test_pool_does_not_pickle_and_is_not_used_by_other_processes():
             except BaseException:
                 code = 2
             os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        status = reap(pid)
         assert os.waitstatus_to_exitcode(status) == 0
         assert p.apply(square, (2,)) == 4
 
